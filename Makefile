@@ -1,0 +1,61 @@
+# marketpulse — two commands on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+PIP_STAMP := .venv/.installed-$(shell cat pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help setup venv stack-fetch models-build up down status test test-unit demo bench bench-models clean
+
+help:
+	@echo "make demo   - install what is missing, start Kafka + Elasticsearch, run the pipeline demo"
+	@echo "make test   - install what is missing, start the stack, run unit + integration tests, stop it"
+	@echo "make setup  - venv (.venv/), Python deps, Kafka jars, Elasticsearch zip, derived model files"
+	@echo "make up | down | status - the local stack on 127.0.0.1"
+	@echo "make bench  - benchmarks (results in bench/results/)"
+
+$(PIP_STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	@rm -f .venv/.installed-*; touch $@
+
+venv: $(PIP_STAMP)
+
+stack-fetch:
+	@scripts/stack.sh fetch
+
+models-build: venv
+	$(PY) -m models.build
+
+setup: venv stack-fetch models-build
+
+up: venv stack-fetch
+	@scripts/stack.sh up
+
+down:
+	@scripts/stack.sh down
+
+status:
+	@scripts/stack.sh status
+
+# Starts the stack if it is not running, stops it afterwards only if this target started it.
+# MARKETPULSE_REQUIRE_STACK=1 turns "server unreachable" from a skip into a failure.
+test: setup
+	@started=0; scripts/stack.sh status >/dev/null 2>&1 || { scripts/stack.sh up || exit 1; started=1; }; \
+	MARKETPULSE_REQUIRE_STACK=1 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	[ $$started = 1 ] && scripts/stack.sh down; exit $$rc
+
+test-unit: venv
+	$(PY) -m pytest -m "not integration and not reliability" $(PYTEST_ARGS)
+
+demo: setup up
+	$(PY) -m marketpulse.cli demo
+
+bench-models: setup
+	$(PY) -m bench.bench_models
+
+bench: bench-models
+
+clean:
+	rm -rf models/build .pytest_cache

@@ -1,0 +1,1 @@
+"""Consumers of labeled events: Elasticsearch sink, alerter, webhooks, replay."""

@@ -1,0 +1,1 @@
+"""Grafana dashboards (JSON) and their provisioning."""

@@ -1,0 +1,58 @@
+"""The `marketpulse` command: one CLI, subcommands contributed by each room.
+
+Each room's ``cli.register(app)`` adds its commands; heavy imports (torch, faust) happen inside the
+commands so `marketpulse --help` stays fast.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from marketpulse.settings import Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Real-time market-sentiment risk monitor.")
+schemas_app = typer.Typer(no_args_is_help=True, help="Event schemas.")
+app.add_typer(schemas_app, name="schemas")
+
+
+def load_settings(config: Path | None) -> Settings:
+    return Settings.load(config) if config else Settings()
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML settings file (else MARKETPULSE_CONFIG / env vars)")
+
+
+@schemas_app.command("export")
+def schemas_export(out_dir: Path = typer.Option(Path("docs/schemas"), help="where to write the JSON Schemas")) -> None:
+    """Write RawEvent and LabeledEvent JSON Schemas for producers in other languages."""
+    from marketpulse.schemas import LabeledEvent, RawEvent
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for model in (RawEvent, LabeledEvent):
+        path = out_dir / f"{model.__name__}.schema.json"
+        path.write_text(json.dumps(model.model_json_schema(), indent=2) + "\n")
+        typer.echo(f"wrote {path}")
+
+
+@app.command("settings")
+def show_settings(config: Path | None = ConfigOpt) -> None:
+    """Print the effective settings (secrets masked)."""
+    typer.echo(load_settings(config).model_dump_json(indent=2))
+
+
+def _register_rooms() -> None:
+    import consumers.cli
+    import dashboards.cli
+    import models.cli
+    import stream.cli
+
+    for room in (models.cli, stream.cli, consumers.cli, dashboards.cli):
+        room.register(app)
+
+
+_register_rooms()
+
+if __name__ == "__main__":
+    app()

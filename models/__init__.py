@@ -1,0 +1,1 @@
+"""Model training, evaluation, export and inference backends."""

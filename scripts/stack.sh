@@ -1,0 +1,216 @@
+#!/usr/bin/env bash
+# Local Kafka (KRaft, single node) + Elasticsearch 8 on 127.0.0.1, without a Docker engine.
+#   scripts/stack.sh fetch|up|down|status|logs
+# Jars and the ES zip come from Maven Central (kept in ~/.m2 and ~/.cache/marketpulse so reruns are
+# fast); data, logs and pid files live in the gitignored state folder.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="${MARKETPULSE_STATE_DIR:-$ROOT/.state}"
+CACHE="${MARKETPULSE_CACHE_DIR:-$HOME/.cache/marketpulse}"
+KAFKA_VERSION="${MARKETPULSE_KAFKA_VERSION:-3.9.1}"
+ES_VERSION="${MARKETPULSE_ES_VERSION:-8.19.7}"
+KAFKA_PORT="${MARKETPULSE_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${MARKETPULSE_KAFKA_CONTROLLER_PORT:-9093}"
+KAFKA_HEAP="${MARKETPULSE_KAFKA_HEAP:-512m}"
+ES_PORT="${MARKETPULSE_ES_PORT:-9200}"
+ES_HEAP="${MARKETPULSE_ES_HEAP:-768m}"
+WAIT_S="${MARKETPULSE_STACK_WAIT_S:-180}"
+ES_USER="${MARKETPULSE_ES_USER:-marketpulse-es}"
+JAVA_BIN="${JAVA_HOME:+$JAVA_HOME/bin/}java"
+
+KAFKA_LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
+KAFKA_DIR="$STATE/kafka"
+ES_ZIP="$HOME/.m2/repository/org/elasticsearch/distribution/integ-test-zip/elasticsearch/$ES_VERSION/elasticsearch-$ES_VERSION.zip"
+
+# Elasticsearch refuses to run as root. As root we run it as a dedicated system user, so its home
+# and data must sit where that user can reach them (not under a 0700 /root).
+if [ "$(id -u)" = 0 ]; then
+  ES_HOME="/var/cache/marketpulse/elasticsearch-$ES_VERSION"
+  ES_DATA_REAL="/var/lib/marketpulse/es-$(printf '%s' "$STATE" | sha1sum | cut -c1-12)"
+else
+  ES_HOME="$CACHE/elasticsearch-$ES_VERSION"
+  ES_DATA_REAL="$STATE/elasticsearch"
+fi
+ES_DIR="$STATE/elasticsearch"
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] ERROR: %s\n' "$*" >&2; exit 1; }
+
+java_home() {
+  if [ -n "${JAVA_HOME:-}" ]; then echo "$JAVA_HOME"; return; fi
+  dirname "$(dirname "$(readlink -f "$(command -v java)")")"
+}
+
+fetch_kafka() {
+  [ -f "$KAFKA_LIBS/.complete" ] && return 0
+  command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch the Kafka broker jars"
+  log "fetching Kafka $KAFKA_VERSION jars from Maven Central"
+  rm -rf "$KAFKA_LIBS"; mkdir -p "$KAFKA_LIBS"
+  mvn -q -B -f "$ROOT/scripts/stack/pom.xml" -Dkafka.version="$KAFKA_VERSION" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" \
+    || die "mvn could not fetch the Kafka jars"
+  touch "$KAFKA_LIBS/.complete"
+}
+
+fetch_es() {
+  [ -x "$ES_HOME/bin/elasticsearch" ] && return 0
+  if [ ! -f "$ES_ZIP" ]; then
+    command -v mvn >/dev/null || die "Maven (mvn) is needed to fetch Elasticsearch"
+    log "fetching Elasticsearch $ES_VERSION (integ-test-zip) from Maven Central"
+    mvn -q -B dependency:get -Dtransitive=false \
+      -Dartifact="org.elasticsearch.distribution.integ-test-zip:elasticsearch:$ES_VERSION:zip" \
+      || die "mvn could not fetch Elasticsearch $ES_VERSION"
+  fi
+  local tmp; tmp="$(mktemp -d)"
+  unzip -q "$ES_ZIP" -d "$tmp"
+  mkdir -p "$(dirname "$ES_HOME")"; rm -rf "$ES_HOME"
+  mv "$tmp/elasticsearch-$ES_VERSION" "$ES_HOME"; rmdir "$tmp"
+  chmod -R a+rX "$ES_HOME"
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+kafka_pidfile() { echo "$KAFKA_DIR/kafka.pid"; }
+es_pidfile() { echo "$ES_DIR/es.pid"; }
+
+start_kafka() {
+  local pidf; pidf="$(kafka_pidfile)"
+  if pid_alive "$pidf"; then log "Kafka already running (pid $(cat "$pidf"))"; return 0; fi
+  mkdir -p "$KAFKA_DIR/data"
+  cat >"$KAFKA_DIR/server.properties" <<EOF
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=12
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+log.retention.hours=168
+EOF
+  local cp="$KAFKA_LIBS/*"
+  if [ ! -f "$KAFKA_DIR/data/meta.properties" ]; then
+    local cid; cid="$("$JAVA_BIN" -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)"
+    "$JAVA_BIN" -Dlog4j.configuration="file:$ROOT/scripts/stack/log4j.properties" -cp "$cp" \
+      kafka.tools.StorageTool format -t "$cid" -c "$KAFKA_DIR/server.properties" \
+      >"$KAFKA_DIR/format.log" 2>&1 || { cat "$KAFKA_DIR/format.log" >&2; die "Kafka storage format failed"; }
+  fi
+  log "starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT"
+  # setsid: the broker must outlive the make/pytest process that started it.
+  setsid "$JAVA_BIN" -Xms256m -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$ROOT/scripts/stack/log4j.properties" \
+    -cp "$cp" kafka.Kafka "$KAFKA_DIR/server.properties" \
+    >"$KAFKA_DIR/kafka.log" 2>&1 </dev/null &
+  echo $! >"$pidf"
+}
+
+es_run() {
+  # Runs a command as the user Elasticsearch runs as.
+  if [ "$(id -u)" = 0 ]; then runuser -u "$ES_USER" -- "$@"; else "$@"; fi
+}
+
+start_es() {
+  local pidf; pidf="$(es_pidfile)"
+  if pid_alive "$pidf"; then log "Elasticsearch already running (pid $(cat "$pidf"))"; return 0; fi
+  mkdir -p "$STATE"
+  if [ "$(id -u)" = 0 ]; then
+    id "$ES_USER" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$ES_USER"
+    mkdir -p "$ES_DATA_REAL"
+    [ -L "$ES_DIR" ] || { rm -rf "$ES_DIR"; ln -s "$ES_DATA_REAL" "$ES_DIR"; }
+  fi
+  mkdir -p "$ES_DATA_REAL/data" "$ES_DATA_REAL/logs" "$ES_DATA_REAL/tmp"
+  rm -rf "$ES_DATA_REAL/config"; cp -r "$ES_HOME/config" "$ES_DATA_REAL/config"
+  cat >"$ES_DATA_REAL/config/elasticsearch.yml" <<EOF
+cluster.name: marketpulse-local
+node.name: local-1
+discovery.type: single-node
+network.host: 127.0.0.1
+http.port: $ES_PORT
+transport.port: $((ES_PORT + 100))
+path.data: $ES_DATA_REAL/data
+path.logs: $ES_DATA_REAL/logs
+xpack.security.enabled: false
+cluster.routing.allocation.disk.threshold_enabled: false
+action.destructive_requires_name: false
+EOF
+  [ "$(id -u)" = 0 ] && chown -R "$ES_USER" "$ES_DATA_REAL"
+  log "starting Elasticsearch $ES_VERSION on 127.0.0.1:$ES_PORT"
+  es_run env ES_JAVA_HOME="$(java_home)" ES_PATH_CONF="$ES_DATA_REAL/config" ES_TMPDIR="$ES_DATA_REAL/tmp" \
+    ES_JAVA_OPTS="-Xms$ES_HEAP -Xmx$ES_HEAP" \
+    "$ES_HOME/bin/elasticsearch" -d -p "$ES_DATA_REAL/es.pid" \
+    >"$ES_DATA_REAL/logs/stdout.log" 2>&1 </dev/null \
+    || { tail -n 30 "$ES_DATA_REAL/logs/stdout.log" >&2 || true; die "Elasticsearch failed to start"; }
+}
+
+kafka_ready() {
+  # A metadata round trip: the broker is up and its controller elected.
+  "$ROOT/.venv/bin/python" - "$KAFKA_PORT" <<'EOF' >/dev/null 2>&1
+import sys
+from kafka import KafkaAdminClient
+c = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{sys.argv[1]}", request_timeout_ms=3000)
+c.list_topics(); c.describe_cluster(); c.close()
+EOF
+}
+
+es_ready() {
+  curl -fsS "http://127.0.0.1:$ES_PORT/_cluster/health?wait_for_status=yellow&timeout=2s" 2>/dev/null \
+    | grep -Eq '"status":"(yellow|green)"'
+}
+
+wait_ready() {
+  local deadline=$((SECONDS + WAIT_S)) k=0 e=0
+  while [ $SECONDS -lt $deadline ]; do
+    [ $k = 1 ] || { kafka_ready && k=1 && log "Kafka ready on 127.0.0.1:$KAFKA_PORT"; }
+    [ $e = 1 ] || { es_ready && e=1 && log "Elasticsearch ready on 127.0.0.1:$ES_PORT"; }
+    [ $k = 1 ] && [ $e = 1 ] && return 0
+    if [ $k = 0 ] && ! pid_alive "$(kafka_pidfile)"; then break; fi
+    if [ $e = 0 ] && ! pid_alive "$(es_pidfile)" && [ -f "$(es_pidfile)" ]; then break; fi
+    sleep 1
+  done
+  if [ $k = 0 ]; then log "Kafka did not answer metadata; last log lines:"; tail -n 30 "$KAFKA_DIR/kafka.log" >&2 || true; fi
+  if [ $e = 0 ]; then log "Elasticsearch health not yellow/green; last log lines:"
+    tail -n 30 "$ES_DATA_REAL/logs/stdout.log" "$ES_DATA_REAL/logs/marketpulse-local.log" >&2 || true; fi
+  die "stack not ready after ${WAIT_S}s"
+}
+
+stop_pid() {
+  local name="$1" pidf="$2" pid
+  if ! pid_alive "$pidf"; then rm -f "$pidf"; log "$name not running"; return 0; fi
+  pid="$(cat "$pidf")"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+  if kill -0 "$pid" 2>/dev/null; then log "$name did not stop in 30 s; killing"; kill -9 "$pid" 2>/dev/null || true; fi
+  rm -f "$pidf"; log "$name stopped"
+}
+
+status() {
+  local rc=0
+  if pid_alive "$(kafka_pidfile)"; then
+    if kafka_ready; then echo "kafka: running, pid $(cat "$(kafka_pidfile)"), 127.0.0.1:$KAFKA_PORT, answering"
+    else echo "kafka: running, pid $(cat "$(kafka_pidfile)"), not answering yet"; fi
+  else echo "kafka: stopped"; rc=1; fi
+  if pid_alive "$(es_pidfile)"; then
+    echo "elasticsearch: running, pid $(cat "$(es_pidfile)"), 127.0.0.1:$ES_PORT, health: $(curl -fsS "http://127.0.0.1:$ES_PORT/_cluster/health" 2>/dev/null | sed -E 's/.*"status":"([a-z]+)".*/\1/' || echo unreachable)"
+  else echo "elasticsearch: stopped"; rc=1; fi
+  return $rc
+}
+
+case "${1:-}" in
+  fetch) fetch_kafka; fetch_es ;;
+  up) fetch_kafka; fetch_es; start_kafka; start_es; wait_ready ;;
+  down) stop_pid Elasticsearch "$(es_pidfile)"; stop_pid Kafka "$(kafka_pidfile)" ;;
+  status) status ;;
+  wait) wait_ready ;;
+  reset) "$0" down; rm -rf "$KAFKA_DIR" "$ES_DATA_REAL" "$ES_DIR" ;;
+  logs) tail -n 50 "$KAFKA_DIR/kafka.log" "$ES_DATA_REAL/logs/marketpulse-local.log" ;;
+  *) echo "usage: $0 fetch|up|down|status|wait|reset|logs" >&2; exit 2 ;;
+esac

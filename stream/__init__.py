@@ -1,0 +1,1 @@
+"""Stream processing: ingest, validation, micro-batching, enrichment, the faust worker."""
