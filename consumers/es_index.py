@@ -1,0 +1,69 @@
+"""Elasticsearch layout for labeled events: composable template, daily indices behind an alias."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from elasticsearch import Elasticsearch
+
+from marketpulse.settings import ElasticsearchSettings
+
+EVENT_MAPPINGS: dict = {
+    "dynamic": "strict",
+    "properties": {
+        "id": {"type": "keyword"},
+        "source": {"type": "keyword"},
+        "source_name": {"type": "keyword"},
+        "published_at": {"type": "date"},
+        "processed_at": {"type": "date"},
+        "indexed_at": {"type": "date"},
+        "text": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 512}}},
+        "title": {"type": "text", "fields": {"raw": {"type": "keyword", "ignore_above": 512}}},
+        "url": {"type": "keyword", "ignore_above": 2048},
+        "author": {"type": "keyword"},
+        "lang": {"type": "keyword"},
+        "sentiment": {"type": "keyword"},
+        "sentiment_scores": {"properties": {l: {"type": "float"} for l in ("negative", "neutral", "positive")}},
+        "topic": {"type": "keyword"},
+        "topic_scores": {"type": "nested", "properties": {"label": {"type": "keyword"}, "score": {"type": "float"}}},
+        "tickers": {"type": "nested", "properties": {
+            "symbol": {"type": "keyword"}, "relevance": {"type": "float"}, "matched": {"type": "keyword"}}},
+        "ticker_symbols": {"type": "keyword"},
+        "novelty": {"type": "float"},
+        "duplicate_of": {"type": "keyword"},
+        "explanation": {"type": "keyword"},
+        "model_version": {"type": "keyword"},
+        "timings_ms": {"type": "object", "dynamic": True},
+    },
+}
+
+
+def template_name(es_settings: ElasticsearchSettings) -> str:
+    return f"{es_settings.index_prefix}-template"
+
+
+def daily_index(es_settings: ElasticsearchSettings, when: datetime) -> str:
+    """marketpulse-events-YYYY.MM.DD, by the event's publication day (UTC)."""
+    return f"{es_settings.index_prefix}-{when.astimezone(timezone.utc):%Y.%m.%d}"
+
+
+def ensure_event_template(es: Elasticsearch, es_settings: ElasticsearchSettings) -> None:
+    """Every daily index gets the explicit mappings and joins the read alias automatically."""
+    prefix = es_settings.index_prefix
+    es.indices.put_index_template(
+        name=template_name(es_settings),
+        index_patterns=[f"{prefix}-*"],
+        priority=200,
+        template={
+            "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
+            "mappings": EVENT_MAPPINGS,
+            "aliases": {prefix: {}},
+        },
+    )
+
+
+def to_document(event: dict) -> dict:
+    """A LabeledEvent (as JSON dict) in the shape of EVENT_MAPPINGS."""
+    doc = dict(event)
+    doc["ticker_symbols"] = sorted({t["symbol"] for t in event.get("tickers") or []})
+    doc["indexed_at"] = datetime.now(timezone.utc).isoformat()
+    return doc
