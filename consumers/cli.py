@@ -1,8 +1,101 @@
 """`marketpulse` subcommands of the consumers room."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML settings file")
+
+
+def _settings(config: Path | None):
+    import logging
+
+    from marketpulse.settings import Settings
+
+    s = Settings.load(config) if config else Settings()
+    logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return s
+
+
+def _run_until_signalled(run) -> None:
+    """Runs run(stop_event) until SIGTERM/SIGINT; the consumer finishes its batch and commits."""
+    import signal
+    import threading
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    run(stop)
 
 
 def register(app: typer.Typer) -> None:
     """Add this room's commands to the main CLI."""
+
+    @app.command("sink")
+    def sink(config: Path | None = ConfigOpt) -> None:
+        """Index labeled events into Elasticsearch (commit after ES acknowledged)."""
+        from consumers.es_sink import EsSink
+        from stream import metrics
+        from stream.topics import ensure_topics
+
+        s = _settings(config)
+        ensure_topics(s.kafka)
+        metrics.serve(s.metrics_port, s.metrics_host)
+        _run_until_signalled(EsSink(s).run)
+
+    @app.command("alerter")
+    def alerter(
+        group: str | None = typer.Option(None, help="consumer group / state key [settings: kafka.alerter_group]"),
+        from_time: str | None = typer.Option(None, help="ISO time to start from when the group has no saved state"),
+        config: Path | None = ConfigOpt,
+    ) -> None:
+        """Detect negative-sentiment spikes per ticker, topic and market; publish and deliver alerts."""
+        from datetime import datetime
+
+        from consumers.alerter import Alerter
+        from stream import metrics
+        from stream.topics import ensure_topics
+
+        s = _settings(config)
+        ensure_topics(s.kafka)
+        metrics.serve(s.metrics_port, s.metrics_host)
+        start = datetime.fromisoformat(from_time) if from_time else None
+        _run_until_signalled(Alerter(s, group_id=group, from_time=start).run)
+
+    @app.command("detect")
+    def detect(
+        input: Path = typer.Option(..., "--input", "-i", help="CSV with timestamp,value (optional total) columns"),
+        output: Path = typer.Option(..., "--output", "-o", help="CSV to write: timestamp,value,score,alert"),
+        threshold: float | None = typer.Option(None, help="score that opens an alert [settings: alerts.threshold]"),
+        cooldown: int | None = typer.Option(None, help="buckets after an incident with no new alert "
+                                                      "[settings: alerts.cooldown_buckets]"),
+        min_volume: float | None = typer.Option(None, help="smallest value that may alert "
+                                                          "[settings: alerts.min_volume]"),
+        config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file"),
+    ) -> None:
+        """Backtest the spike detector on a count series (any regular interval, inferred)."""
+        from consumers.alerting.config import DetectorConfig
+        from consumers.alerting.series import SeriesError, run_detect
+        from marketpulse.settings import Settings
+
+        settings = Settings.load(config) if config else Settings()
+        alerts = settings.alerts
+        # A --threshold above the critical level moves it along, so every alert is then critical.
+        critical = max(alerts.critical_threshold, threshold) if threshold is not None else None
+        try:
+            cfg = DetectorConfig.from_settings(alerts, threshold=threshold, critical_threshold=critical,
+                                               cooldown_buckets=cooldown, min_volume=min_volume)
+        except ValueError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        if not input.is_file():
+            typer.echo(f"error: input file {input} does not exist", err=True)
+            raise typer.Exit(2)
+        try:
+            rows, alerts, interval = run_detect(input, output, cfg)
+        except SeriesError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        typer.echo(f"{rows} rows, interval {interval}s, {alerts} alert(s) -> {output}")

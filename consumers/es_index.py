@@ -67,3 +67,34 @@ def to_document(event: dict) -> dict:
     doc["ticker_symbols"] = sorted({t["symbol"] for t in event.get("tickers") or []})
     doc["indexed_at"] = datetime.now(timezone.utc).isoformat()
     return doc
+
+
+ALERT_MAPPINGS: dict = {
+    "properties": {
+        "id": {"type": "keyword"}, "key": {"type": "keyword"}, "key_type": {"type": "keyword"},
+        "status": {"type": "keyword"}, "severity": {"type": "keyword"},
+        "window_start": {"type": "date"}, "window_end": {"type": "date"}, "fired_at": {"type": "date"},
+        "observed": {"type": "float"}, "expected": {"type": "float"}, "score": {"type": "float"},
+        "total_volume": {"type": "float"}, "negative_share": {"type": "float"}, "expected_share": {"type": "float"},
+        "top_events": {"properties": {"id": {"type": "keyword"}, "source": {"type": "keyword"},
+                                      "source_name": {"type": "keyword"}, "text": {"type": "text"},
+                                      "weight": {"type": "float"}, "published_at": {"type": "date"}}},
+        "es_query": {"type": "object", "enabled": False},
+        "drilldown": {"type": "keyword", "index": False},
+    },
+}
+
+DELIVERY_MAPPINGS: dict = {
+    "properties": {
+        "delivery_id": {"type": "keyword"}, "alert_id": {"type": "keyword"}, "endpoint": {"type": "keyword"},
+        "attempt": {"type": "integer"}, "status": {"type": "keyword"}, "http_status": {"type": "integer"},
+        "error": {"type": "text"}, "at": {"type": "date"}, "duration_ms": {"type": "float"},
+    },
+}
+
+
+def ensure_index(es: Elasticsearch, name: str, mappings: dict) -> None:
+    """Creates a single (non-daily) index with explicit mappings if it does not exist yet."""
+    if not es.indices.exists(index=name):
+        es.options(ignore_status=400).indices.create(
+            index=name, mappings=mappings, settings={"number_of_shards": 1, "number_of_replicas": 0})

@@ -42,6 +42,21 @@ def show_settings(config: Path | None = ConfigOpt) -> None:
     typer.echo(load_settings(config).model_dump_json(indent=2))
 
 
+@app.command("demo")
+def demo(
+    live: float = typer.Option(60.0, help="seconds of live stream"),
+    history: float = typer.Option(1800.0, help="seconds of quiet history backfilled first (alerter baseline)"),
+    rate: float = typer.Option(4.0, help="records per second"),
+    burst: str = typer.Option("burst:TSLA@25+25x4", help="scripted scenario during the live stream"),
+    seed: int = typer.Option(7),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Run the whole pipeline on the local stack with synthetic data and print a summary from ES."""
+    from marketpulse.demo import run_demo
+
+    raise typer.Exit(run_demo(load_settings(config), config, live, history, rate, burst, seed))
+
+
 def _register_rooms() -> None:
     import consumers.cli
     import dashboards.cli

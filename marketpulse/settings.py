@@ -25,6 +25,7 @@ class TopicSettings(BaseModel):
     deadletter: str = "marketpulse.deadletter"
     alerts: str = "marketpulse.alerts"
     webhook_deliveries: str = "marketpulse.webhook-deliveries"
+    alerter_state: str = "marketpulse.alerter-state"
     partitions: int = Field(6, ge=1)
     replication_factor: int = Field(1, ge=1)
     retention_ms: int = Field(7 * 24 * 3600 * 1000, description="raw/labeled topic retention")
@@ -95,6 +96,9 @@ class AlertSettings(BaseModel):
     critical_threshold: float = Field(8.0, gt=0)
     clear_threshold: float = Field(2.0, ge=0, description="hysteresis: score below which it closes")
     cooldown_buckets: int = Field(15, ge=0)
+    allowed_lateness_s: int = Field(15, ge=0, description="how long a bucket waits for late events")
+    idle_flush_s: float = Field(5.0, gt=0, description="no events this long: event time moves with the clock")
+    snapshot_interval_s: float = Field(10.0, gt=0, description="how often alerter state is saved to Kafka")
     webhooks: list[WebhookEndpoint] = []
     webhook_secret: SecretStr = SecretStr("change-me")
 
@@ -108,7 +112,9 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     alerts: AlertSettings = AlertSettings()
     pseudonym_key: SecretStr = SecretStr("marketpulse-local-pseudonym-key")
-    metrics_port: int = Field(0, ge=0, description="Prometheus port; 0 picks none")
+    metrics_port: int = Field(0, ge=0, description="Prometheus port; 0 serves none")
+    metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds to")
+    state_dir: Path = Field(REPO_ROOT / ".state", description="local state (faust data, caches)")
     log_level: str = "INFO"
     config_file: Path | None = Field(None, description="optional YAML file with any of these fields")
 

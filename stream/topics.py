@@ -16,8 +16,12 @@ def wanted_topics(kafka: KafkaSettings) -> list[NewTopic]:
     t = kafka.topics
     cfg = {"retention.ms": str(t.retention_ms)}
     names = [t.raw_news, t.raw_social, t.events, t.deadletter, t.alerts, t.webhook_deliveries]
-    return [NewTopic(n, num_partitions=t.partitions, replication_factor=t.replication_factor, topic_configs=cfg)
-            for n in names]
+    topics = [NewTopic(n, num_partitions=t.partitions, replication_factor=t.replication_factor, topic_configs=cfg)
+              for n in names]
+    # The alerter's snapshots: only the latest per key matters, and one can be a few MB.
+    topics.append(NewTopic(t.alerter_state, num_partitions=1, replication_factor=t.replication_factor,
+                           topic_configs={"cleanup.policy": "compact", "max.message.bytes": str(32 * 1024 * 1024)}))
+    return topics
 
 
 def ensure_topics(kafka: KafkaSettings, topics: list[NewTopic] | None = None) -> list[str]:

@@ -6,12 +6,16 @@ unless MARKETPULSE_REQUIRE_STACK=1 (set by `make test`), where a missing server 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import uuid
+
+import yaml
 
 import pytest
 
 from marketpulse.settings import Settings
+from tests.support import Isolated
 
 REQUIRE_STACK = os.environ.get("MARKETPULSE_REQUIRE_STACK") == "1"
 
@@ -63,3 +67,38 @@ def es(settings: Settings):
 def unique() -> str:
     """A short unique suffix so tests never share topics, groups or indices."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def isolated(tmp_path, unique, kafka_bootstrap, es):
+    p = f"it-{unique}"
+    overrides = {
+        "kafka": {"bootstrap": kafka_bootstrap, "worker_group": f"{p}-worker", "es_sink_group": f"{p}-sink",
+                  "alerter_group": f"{p}-alerter",
+                  "topics": {"raw_news": f"{p}.raw.news", "raw_social": f"{p}.raw.social", "events": f"{p}.events",
+                             "deadletter": f"{p}.deadletter", "alerts": f"{p}.alerts",
+                             "webhook_deliveries": f"{p}.deliveries", "alerter_state": f"{p}.alerter-state",
+                             "partitions": 3}},
+        "elasticsearch": {"index_prefix": f"{p}-events", "alerts_index": f"{p}-alerts",
+                          "deliveries_index": f"{p}-deliveries"},
+        "state_dir": str(tmp_path / "state"),
+        "batch": {"max_latency_ms": 50},
+    }
+    cfg = tmp_path / "marketpulse.yaml"
+    cfg.write_text(yaml.safe_dump(overrides))
+    logs = tmp_path / "logs"; logs.mkdir()
+    iso = Isolated(Settings.load(cfg), cfg, logs)
+    yield iso
+    for proc in iso.procs:
+        iso.stop(proc, signal.SIGKILL, timeout=10)
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith(p)]
+        if mine:
+            admin.delete_topics(mine)
+    finally:
+        admin.close()
+    es.options(ignore_status=404).indices.delete(index=f"{p}-*")
+    es.options(ignore_status=404).indices.delete_index_template(name=f"{p}-*")

@@ -1,0 +1,261 @@
+"""Quality of the spike detector on synthetic, realistically messy series.
+
+    .venv/bin/python -m bench.eval_detector [--days 8] [--series-per-level 4] [--no-docs]
+
+Series are 1-minute counts of negative (and total) mentions with US market-hours seasonality
+(pre-market ramp, opening surge, midday lull, closing bump), quieter weekends, day-to-day level
+drift, negative-binomial overdispersion, chatter bursts that raise total volume with an ordinary
+sentiment mix (not incidents), and three volume levels (market-wide, busy ticker, thin ticker).
+Incidents of five shapes are injected from day 2 on; day 1 is the detector's learning day.
+
+Writes bench/results/detector.json and the quality table in docs/alerting.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from consumers.alerting.config import DetectorConfig
+from consumers.alerting.detector import SpikeDetector
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "detector.json"
+DOCS = ROOT / "docs" / "alerting.md"
+TABLE_BEGIN, TABLE_END = "<!-- eval-table:begin -->", "<!-- eval-table:end -->"
+
+BUCKET_S = 60
+PER_DAY = 86_400 // BUCKET_S
+START = 1_704_672_000  # Monday 2024-01-08 00:00 UTC
+LEVELS = {"market": 40.0, "ticker": 8.0, "thin": 1.2}  # negative mentions/min at the midday level
+BASE_SHARE = 0.3  # ordinary negative share
+INCIDENT_SHARE = 0.85  # incident mentions are mostly negative
+SHAPES = ("jump", "ramp", "burst", "peak", "low")
+MATCH_TAIL = 30  # an alert up to this many buckets after an incident ends still belongs to it
+
+
+def intraday(minute_utc: np.ndarray) -> np.ndarray:
+    """Relative intensity over a UTC day, US market hours 13:30-20:00 UTC."""
+    h = minute_utc / 60.0
+    shape = 0.15 + 0.35 * np.clip((h - 10.0) / 3.5, 0, 1)  # overnight -> pre-market ramp
+    in_session = (h >= 13.5) & (h < 20.0)
+    u = 0.8 + 0.6 * ((h - 16.75) / 3.25) ** 2  # U-shape over the session
+    shape = np.where(in_session, u + 1.5 * np.exp(-(h - 13.5) * 60 / 20.0), shape)  # opening surge
+    after = h >= 20.0
+    shape = np.where(after, 0.2 + 0.6 * np.exp(-(h - 20.0) * 60 / 45.0), shape)  # close, after-hours
+    return shape
+
+
+@dataclass
+class Incident:
+    shape: str
+    start: int
+    end: int
+
+
+def make_series(rng: np.random.Generator, level: str, days: int, with_incidents: bool):
+    n = days * PER_DAY
+    t = np.arange(n)
+    minute = t % PER_DAY
+    day = t // PER_DAY
+    weekend = (day % 7) >= 5
+    daily_level = np.exp(rng.normal(0, 0.2, days))[day]  # news days differ
+    rate = LEVELS[level] * intraday(minute) * np.where(weekend, 0.3, 1.0) * daily_level
+    total_rate = rate / BASE_SHARE
+    # Chatter bursts: total volume x2-4 for 5-30 min with the ordinary sentiment mix.
+    chatter = np.ones(n)
+    for _ in range(rng.poisson(3 * days)):
+        s = int(rng.integers(0, n))
+        chatter[s : s + int(rng.integers(5, 31))] *= rng.uniform(2.0, 4.0)
+    extra = np.zeros(n)  # extra (mostly negative) incident mentions per minute
+    incidents: list[Incident] = []
+    if with_incidents:
+        for d in range(1, days):
+            shape = SHAPES[(d + int(rng.integers(0, len(SHAPES)))) % len(SHAPES)]
+            if level == "thin" and shape != "low":
+                shape = "low"
+            if shape == "peak":
+                s = d * PER_DAY + 13 * 60 + 30 + int(rng.integers(0, 45))
+            else:
+                s = d * PER_DAY + int(rng.integers(2 * 60, 22 * 60))
+            local = max(float(rate[s]), 0.5)
+            if shape == "jump":
+                dur, prof = 30, np.full(30, 2.0 * local)
+            elif shape == "ramp":
+                dur = 80
+                prof = np.concatenate([np.linspace(0, 3.0 * local, 60), np.full(20, 3.0 * local)])
+            elif shape == "burst":
+                dur, prof = 4, np.full(4, 4.0 * local)
+            elif shape == "peak":
+                dur, prof = 20, np.full(20, 1.5 * local)
+            else:  # low: a thin series (or a quiet hour) suddenly gets a handful of negative posts
+                dur, prof = 20, np.full(20, max(2.0 * local, 6.0))
+            extra[s : s + dur] += prof[: max(0, min(dur, n - s))]
+            incidents.append(Incident(shape, s, min(s + dur, n)))
+    gamma = rng.gamma(5.0, 1 / 5.0, n)  # negative-binomial overdispersion (k = 5)
+    lam_neg = rate * chatter * gamma + extra
+    lam_other = (total_rate - rate) * chatter * gamma + extra * (1 - INCIDENT_SHARE) / INCIDENT_SHARE
+    neg = rng.poisson(lam_neg).astype(float)
+    total = neg + rng.poisson(lam_other)
+    return START + t * BUCKET_S, neg, total, incidents
+
+
+def run_detector(config: DetectorConfig, ts, neg, total, use_total: bool) -> np.ndarray:
+    det = SpikeDetector(config)
+    alerts = np.zeros(len(ts), dtype=bool)
+    for i in range(len(ts)):
+        alerts[i] = det.update(float(ts[i]), float(neg[i]), float(total[i]) if use_total else None).alert
+    return alerts
+
+
+def score_series(alerts: np.ndarray, incidents: list[Incident]) -> dict:
+    n = len(alerts)
+    in_incident = np.zeros(n, dtype=bool)
+    found = []
+    for inc in incidents:
+        lo, hi = inc.start, min(n, inc.end + MATCH_TAIL)
+        in_incident[lo:hi] = True
+        hits = np.flatnonzero(alerts[lo:hi])
+        found.append({"shape": inc.shape, "detected": bool(len(hits)), "delay": int(hits[0]) if len(hits) else None})
+    quiet = ~in_incident
+    first_day = np.arange(n) < PER_DAY
+    return {
+        "incidents": found,
+        "false_alerts_day1": int((alerts & quiet & first_day).sum()),
+        "false_alerts": int((alerts & quiet & ~first_day).sum()),
+        "quiet_days": float((quiet & ~first_day).sum() / PER_DAY),
+    }
+
+
+def evaluate(config: DetectorConfig, days: int, per_level: int, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    modes = {"total": True, "value_only": False}
+    out: dict = {}
+    series = []
+    for level in LEVELS:
+        for _ in range(per_level):
+            series.append((level, make_series(rng, level, days, True)))
+        series.append((level + "-quiet", make_series(rng, level, days, False)))
+    for mode, use_total in modes.items():
+        rows = []
+        for name, (ts, neg, total, incidents) in series:
+            r = score_series(run_detector(config, ts, neg, total, use_total), incidents)
+            r["series"] = name
+            rows.append(r)
+        out[mode] = summarise(rows)
+    return out
+
+
+def summarise(rows: list[dict]) -> dict:
+    by_shape: dict[str, dict] = {}
+    delays_all = []
+    for shape in SHAPES:
+        incs = [i for r in rows for i in r["incidents"] if i["shape"] == shape]
+        delays = [i["delay"] for i in incs if i["detected"]]
+        delays_all += delays
+        by_shape[shape] = {
+            "incidents": len(incs),
+            "detected": sum(i["detected"] for i in incs),
+            "detection_rate": round(sum(i["detected"] for i in incs) / len(incs), 3) if incs else None,
+            "median_delay_buckets": float(np.median(delays)) if delays else None,
+        }
+    total_incs = sum(s["incidents"] for s in by_shape.values())
+    quiet_days = sum(r["quiet_days"] for r in rows)
+    fa = sum(r["false_alerts"] for r in rows)
+    per_level: dict[str, dict] = {}
+    for r in rows:
+        lvl = per_level.setdefault(r["series"], {"false_alerts": 0, "quiet_days": 0.0, "false_alerts_day1": 0})
+        lvl["false_alerts"] += r["false_alerts"]
+        lvl["quiet_days"] += r["quiet_days"]
+        lvl["false_alerts_day1"] += r["false_alerts_day1"]
+    for lvl in per_level.values():
+        lvl["false_alerts_per_day"] = round(lvl["false_alerts"] / lvl["quiet_days"], 3)
+        lvl["quiet_days"] = round(lvl["quiet_days"], 2)
+    return {
+        "by_shape": by_shape,
+        "detection_rate": round(sum(s["detected"] for s in by_shape.values()) / total_incs, 3),
+        "median_delay_buckets": float(np.median(delays_all)) if delays_all else None,
+        "median_delay_minutes": float(np.median(delays_all)) * BUCKET_S / 60 if delays_all else None,
+        "false_alerts": fa,
+        "quiet_series_days": round(quiet_days, 2),
+        "false_alerts_per_series_day": round(fa / quiet_days, 3),
+        "false_alerts_learning_day": sum(r["false_alerts_day1"] for r in rows),
+        "by_series": per_level,
+    }
+
+
+def markdown(result: dict, command: str) -> str:
+    lines = [
+        f"Command: `{command}` (seed {result['seed']}, {result['days']} days per series, "
+        f"{result['series']} series, {result['elapsed_s']} s).",
+        "",
+        "| mode | shape | incidents | detected | rate | median delay (buckets = min) |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    for mode, res in result["modes"].items():
+        for shape, s in res["by_shape"].items():
+            lines.append(f"| {mode} | {shape} | {s['incidents']} | {s['detected']} | {s['detection_rate']} | "
+                         f"{s['median_delay_buckets']} |")
+        lines.append(f"| {mode} | **all** | {sum(s['incidents'] for s in res['by_shape'].values())} | "
+                     f"{sum(s['detected'] for s in res['by_shape'].values())} | **{res['detection_rate']}** | "
+                     f"{res['median_delay_buckets']} |")
+    lines += ["", "| mode | false alerts | quiet series-days | false alerts / series-day | "
+              "false alerts on the learning day (all series) |", "|---|---:|---:|---:|---:|"]
+    for mode, res in result["modes"].items():
+        lines.append(f"| {mode} | {res['false_alerts']} | {res['quiet_series_days']} | "
+                     f"**{res['false_alerts_per_series_day']}** | {res['false_alerts_learning_day']} |")
+    lines += ["", "False alerts per series-day by volume level (after the learning day):", "",
+              "| mode | series | false alerts / day |", "|---|---|---:|"]
+    for mode, res in result["modes"].items():
+        for name, s in res["by_series"].items():
+            lines.append(f"| {mode} | {name} | {s['false_alerts_per_day']} |")
+    return "\n".join(lines)
+
+
+def write_docs(table: str) -> None:
+    if not DOCS.exists():
+        return
+    text = DOCS.read_text()
+    if TABLE_BEGIN not in text or TABLE_END not in text:
+        return
+    head, rest = text.split(TABLE_BEGIN, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    DOCS.write_text(f"{head}{TABLE_BEGIN}\n{table}\n{TABLE_END}{tail}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--days", type=int, default=8)
+    ap.add_argument("--series-per-level", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/alerting.md")
+    args = ap.parse_args(argv)
+    from marketpulse.settings import AlertSettings
+
+    config = DetectorConfig.from_settings(AlertSettings())
+    t0 = time.time()
+    modes = evaluate(config, args.days, args.series_per_level, args.seed)
+    result = {
+        "seed": args.seed,
+        "days": args.days,
+        "series": len(LEVELS) * (args.series_per_level + 1),
+        "bucket_s": BUCKET_S,
+        "config": config.to_dict(),
+        "modes": modes,
+        "elapsed_s": round(time.time() - t0, 1),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    table = markdown(result, "python -m bench.eval_detector")
+    if not args.no_docs:
+        write_docs(table)
+    print(table)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""Detector configuration: one place that maps ``AlertSettings`` onto the detector's knobs."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from marketpulse.settings import AlertSettings
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Everything the windowing and the spike detector need.
+
+    The first eight fields come from ``AlertSettings``; the rest are detector internals whose
+    defaults were tuned on ``bench/eval_detector.py`` and rarely need changing.
+    """
+
+    bucket_s: int = 60
+    baseline_buckets: int = 180
+    warmup_buckets: int = 15
+    min_volume: float = 5.0
+    threshold: float = 4.0
+    critical_threshold: float = 8.0
+    clear_threshold: float = 2.0
+    cooldown_buckets: int = 15
+    # The negative share must also be this unusual (robust z) when a total volume is known, so
+    # chatter bursts with an ordinary mix of sentiment do not alert.
+    share_threshold: float = 2.0
+    # Also score the means of the last N standardised residuals (one score per N): a sustained
+    # rise that is modest in every single bucket (gradual ramps, overdispersed busy series)
+    # still stands out.
+    sustained_buckets: tuple[int, ...] = (5, 20)
+    # Floor for the robust spread in Anscombe units: a Poisson count has spread 1 there, so
+    # quiet series cannot produce huge scores from a couple of events.
+    min_sigma: float = 1.0
+    # Time-of-day profile: slot length and how many days its running mean remembers.
+    season_slot_s: int = 1800
+    season_days: float = 3.0
+    # Windowing.
+    allowed_lateness_s: int = 15
+    max_contributors: int = 5
+
+    def __post_init__(self) -> None:
+        if self.bucket_s < 1 or self.baseline_buckets < 4 or self.warmup_buckets < 1:
+            raise ValueError("bucket_s >= 1, baseline_buckets >= 4 and warmup_buckets >= 1 are required")
+        if not 0 <= self.clear_threshold < self.threshold <= self.critical_threshold:
+            raise ValueError("need 0 <= clear_threshold < threshold <= critical_threshold")
+        if self.cooldown_buckets < 0 or self.min_volume < 0 or self.min_sigma <= 0:
+            raise ValueError("cooldown_buckets and min_volume must be >= 0, min_sigma > 0")
+        object.__setattr__(self, "sustained_buckets", tuple(int(w) for w in self.sustained_buckets))
+        if any(w < 2 or w > self.baseline_buckets for w in self.sustained_buckets):
+            raise ValueError("sustained_buckets must lie in [2, baseline_buckets]")
+        if self.season_slot_s < 1 or self.season_days <= 0:
+            raise ValueError("season_slot_s >= 1 and season_days > 0 are required")
+        if self.allowed_lateness_s < 0 or self.max_contributors < 0:
+            raise ValueError("allowed_lateness_s and max_contributors must be >= 0")
+
+    @classmethod
+    def from_settings(cls, alerts: AlertSettings, **overrides: Any) -> "DetectorConfig":
+        """The live alerter's and `marketpulse detect`'s configuration."""
+        base = dict(
+            bucket_s=alerts.bucket_s,
+            baseline_buckets=alerts.baseline_buckets,
+            warmup_buckets=alerts.warmup_buckets,
+            min_volume=alerts.min_volume,
+            threshold=alerts.threshold,
+            critical_threshold=alerts.critical_threshold,
+            clear_threshold=alerts.clear_threshold,
+            cooldown_buckets=alerts.cooldown_buckets,
+            allowed_lateness_s=alerts.allowed_lateness_s,
+        )
+        base.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**base)
+
+    def with_(self, **changes: Any) -> "DetectorConfig":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "DetectorConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,34 @@
+"""Sends raw records (JSON RawEvents or arbitrary bytes) to the raw topics."""
+from __future__ import annotations
+
+from kafka import KafkaProducer
+
+from marketpulse.schemas import RawEvent
+from marketpulse.settings import KafkaSettings
+
+
+class RawProducer:
+    def __init__(self, kafka: KafkaSettings):
+        self.topics = {"news": kafka.topics.raw_news, "social": kafka.topics.raw_social}
+        self._p = KafkaProducer(bootstrap_servers=kafka.bootstrap, client_id=f"{kafka.client_id}-producer",
+                                acks="all", linger_ms=10, retries=10, max_in_flight_requests_per_connection=1)
+        self.sent = 0
+
+    def send_event(self, event: RawEvent) -> None:
+        self.send_bytes(event.source, event.id.encode(), event.model_dump_json(exclude_none=True).encode())
+
+    def send_bytes(self, source: str, key: bytes | None, value: bytes) -> None:
+        self._p.send(self.topics[source], key=key, value=value)
+        self.sent += 1
+
+    def flush(self) -> None:
+        self._p.flush()
+
+    def close(self) -> None:
+        self._p.flush(); self._p.close()
+
+    def __enter__(self) -> "RawProducer":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
