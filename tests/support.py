@@ -54,3 +54,18 @@ def wait_until(predicate, timeout: float, interval: float = 0.5, what: str = "co
         time.sleep(interval)
 
 
+
+
+def labeled_from_truth(sample) -> "LabeledEvent":
+    """A LabeledEvent built from a generated sample's ground truth (no model needed): for tests of
+    what happens after classification (sink, alerter, replay)."""
+    from marketpulse.schemas import LabeledEvent
+
+    neg = {"negative": 0.9, "neutral": 0.07, "positive": 0.03}
+    pos = {"negative": 0.03, "neutral": 0.07, "positive": 0.9}
+    mid = {"negative": 0.1, "neutral": 0.8, "positive": 0.1}
+    scores = {"negative": neg, "positive": pos}.get(sample.sentiment, mid)
+    tickers = [{"symbol": sample.ticker, "relevance": 1.0, "matched": sample.ticker}] if sample.ticker else []
+    return LabeledEvent(**sample.event.model_dump(), sentiment=sample.sentiment, sentiment_scores=scores,
+                        topic=sample.topic, topic_scores=[{"label": sample.topic, "score": 0.9}], tickers=tickers,
+                        duplicate_of=sample.duplicate_of, model_version="ground-truth")

@@ -1,0 +1,86 @@
+"""The live alerter on the real stack: a negative burst about one ticker -> one alert in the alerts
+index, one signed webhook delivery, and state that survives a restart."""
+import json
+import signal
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import yaml
+from kafka import KafkaProducer
+
+from consumers.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from stream.generate import Generator
+from stream.topics import ensure_topics
+from tests.consumers.test_webhooks_delivery import Receiver
+from tests.support import labeled_from_truth, wait_until
+
+pytestmark = pytest.mark.integration
+ALERT_LATENCY_S = 30  # from the event that closes the burst's bucket to the webhook call
+
+
+def _send(producer, topic, samples):
+    for smp in samples:
+        ev = labeled_from_truth(smp)
+        producer.send(topic, key=ev.doc_id.encode(), value=ev.model_dump_json().encode())
+    producer.flush()
+
+
+def _tsla_alerts(es, index):
+    if not es.indices.exists(index=index):
+        return []
+    es.indices.refresh(index=index)
+    return [h["_source"] for h in es.search(index=index, size=100, query={"term": {"key": "ticker:TSLA"}})["hits"]["hits"]]
+
+
+def test_burst_fires_one_signed_alert_and_state_survives_restart(isolated, es):
+    rx = Receiver()
+    cfg = yaml.safe_load(isolated.config.read_text())
+    cfg["alerts"] = {"webhooks": [{"url": rx.url, "format": "json", "secret": "hook-secret"}],
+                     "snapshot_interval_s": 1.0}
+    isolated.config.write_text(yaml.safe_dump(cfg))
+    s = type(isolated.settings).load(isolated.config)
+    ensure_topics(s.kafka)
+    producer = KafkaProducer(bootstrap_servers=s.kafka.bootstrap, acks="all")
+
+    # 40 quiet minutes, ending 3 minutes ago, then a 2-minute negative burst about TSLA, then quiet again
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=45)
+    history = list(Generator(seed=11, rate_per_s=3, duration_s=40 * 60, start=start).samples())
+    burst_at = start + timedelta(minutes=40)
+    burst = list(Generator(seed=12, rate_per_s=3, duration_s=5 * 60, start=burst_at,
+                           scenarios=["burst:TSLA@30+90x2"]).samples())
+    split = int(len(history) * 0.6)
+
+    alerter = isolated.start("alerter", "--from-time", (start - timedelta(minutes=1)).isoformat())
+    _send(producer, s.kafka.topics.events, history[:split])
+    time.sleep(4)  # a snapshot is saved meanwhile
+    # restart mid-history: the baseline must come back from the snapshot, not start over
+    assert isolated.stop(alerter, signal.SIGTERM) == 0, isolated.log_tail(alerter)
+    alerter = isolated.start("alerter")
+    _send(producer, s.kafka.topics.events, history[split:])
+    wait_until(lambda: "resumed from snapshot" in isolated.log_tail(alerter, 200), 30, what="snapshot resume")
+
+    t0 = time.monotonic()
+    _send(producer, s.kafka.topics.events, burst)
+    wait_until(lambda: rx.requests, ALERT_LATENCY_S + 30, what="webhook call")
+    latency = time.monotonic() - t0
+    time.sleep(3)
+    assert alerter.poll() is None, isolated.log_tail(alerter)
+
+    alerts = _tsla_alerts(es, s.elasticsearch.alerts_index)
+    assert len(alerts) == 1, alerts  # none during the quiet history, one for the burst
+    a = alerts[0]
+    assert a["severity"] in ("warning", "critical") and a["observed"] > a["expected"]
+    assert burst_at <= datetime.fromisoformat(a["window_start"]) <= burst_at + timedelta(minutes=3)
+    assert any("TSLA" in e["text"] or "Tesla" in e["text"] for e in a["top_events"])
+
+    tsla_calls = [(h, b) for h, b in rx.requests if json.loads(b)["key"] == "ticker:TSLA"]
+    assert len({json.loads(b)["id"] for _, b in tsla_calls}) == 1
+    headers, body = tsla_calls[0]
+    assert verify("hook-secret", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
+    assert latency < ALERT_LATENCY_S, f"alert took {latency:.1f}s"
+
+    es.indices.refresh(index=s.elasticsearch.deliveries_index)
+    logged = es.search(index=s.elasticsearch.deliveries_index, query={"term": {"alert_id": a["id"]}})["hits"]["hits"]
+    assert [d["_source"]["status"] for d in logged][:1] == ["delivered"]
+    rx.close()

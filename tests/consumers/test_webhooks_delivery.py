@@ -1,0 +1,107 @@
+"""Webhook delivery against a real HTTP server on 127.0.0.1: signed, retried, logged, non-blocking."""
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from consumers.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookDispatcher, render, sign, verify
+from marketpulse.settings import WebhookEndpoint
+
+ALERT = {"id": "a1", "key": "ticker:TSLA", "severity": "critical", "observed": 40.0, "expected": 3.0, "score": 9.5,
+         "window_start": "2026-11-23T14:00:00Z", "window_end": "2026-11-23T14:01:00Z",
+         "top_events": [{"text": "Tesla recalls 2 million cars"}]}
+
+
+class Receiver:
+    """A real HTTP endpoint; `fail_first` requests get 503, then 200. `delay` slows every answer."""
+
+    def __init__(self, fail_first: int = 0, delay: float = 0.0):
+        self.requests: list[tuple[dict, bytes]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                outer.requests.append((dict(self.headers), body))
+                time.sleep(delay)
+                self.send_response(503 if len(outer.requests) <= fail_first else 200)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def receivers():
+    made = []
+    yield lambda **kw: made.append(Receiver(**kw)) or made[-1]
+    for r in made:
+        r.close()
+
+
+def test_signature_verifies_and_rejects_tampering_and_replays():
+    body, ts = b'{"a":1}', int(time.time())
+    sig = sign("s3cret", ts, body)
+    assert verify("s3cret", ts, body, sig)
+    assert not verify("s3cret", ts, b'{"a":2}', sig)
+    assert not verify("other", ts, body, sig)
+    assert not verify("s3cret", ts - 3600, body, sign("s3cret", ts - 3600, body))  # too old: a replay
+
+
+def test_endpoint_failing_twice_then_succeeding_gets_one_delivery_and_three_logged_attempts(receivers):
+    rx = receivers(fail_first=2)
+    attempts = []
+    d = WebhookDispatcher([WebhookEndpoint(url=rx.url, secret="k", max_attempts=5)], "default",
+                          on_attempt=attempts.append, base_backoff_s=0.05)
+    d.submit(ALERT)
+    assert d.drain(10)
+    d.close()
+    assert [a.status for a in attempts] == ["failed", "failed", "delivered"]
+    assert [a.attempt for a in attempts] == [1, 2, 3] and attempts[0].http_status == 503
+    assert len({a.delivery_id for a in attempts}) == 1
+    headers, body = rx.requests[-1]
+    assert verify("k", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
+    assert json.loads(body)["id"] == "a1"
+    assert len(rx.requests) == 3
+
+
+def test_a_slow_endpoint_does_not_block_another(receivers):
+    slow, fast = receivers(delay=3.0), receivers()
+    attempts = []
+    d = WebhookDispatcher([WebhookEndpoint(url=slow.url, timeout_s=10), WebhookEndpoint(url=fast.url)], "k",
+                          on_attempt=attempts.append)
+    t0 = time.monotonic()
+    d.submit(ALERT)  # returns at once
+    assert time.monotonic() - t0 < 0.5
+    while not fast.requests and time.monotonic() - t0 < 2.5:
+        time.sleep(0.02)
+    assert fast.requests and time.monotonic() - t0 < 2.5  # served while the slow one still waits
+    assert d.drain(10)
+    d.close()
+
+
+def test_dead_endpoint_gives_up_after_max_attempts(receivers):
+    attempts = []
+    d = WebhookDispatcher([WebhookEndpoint(url="http://127.0.0.1:9/nothing", max_attempts=3, timeout_s=1)], "k",
+                          on_attempt=attempts.append, base_backoff_s=0.01)
+    d.submit(ALERT)
+    assert d.drain(15)
+    d.close()
+    assert [a.status for a in attempts] == ["failed", "failed", "gave_up"]
+    assert all(a.error for a in attempts)
+
+
+def test_slack_format_has_text_and_blocks():
+    msg = render(ALERT, "slack")
+    assert "ticker:TSLA" in msg["text"] and "CRITICAL" in msg["text"]
+    assert msg["blocks"][0]["type"] == "header"
+    assert "Tesla recalls" in json.dumps(msg["blocks"])
