@@ -5,7 +5,7 @@ PY := .venv/bin/python
 PIP_STAMP := .venv/.installed-$(shell cat pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv stack-fetch models-build up down status test test-unit demo bench bench-models clean
+.PHONY: help setup venv stack-fetch models-build up down status test test-unit demo bench bench-models bench-e2e bench-detector clean
 
 help:
 	@echo "make demo   - install what is missing, start Kafka + Elasticsearch, run the pipeline demo"
@@ -55,7 +55,13 @@ demo: setup up
 bench-models: setup
 	$(PY) -m bench.bench_models
 
-bench: bench-models
+bench-e2e: setup up
+	$(PY) -m bench.bench_e2e
+
+bench-detector: venv
+	$(PY) -m bench.eval_detector
+
+bench: bench-models bench-e2e bench-detector
 
 clean:
 	rm -rf models/build .pytest_cache

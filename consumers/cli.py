@@ -99,3 +99,48 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
         typer.echo(f"{rows} rows, interval {interval}s, {alerts} alert(s) -> {output}")
+
+    @app.command("replay")
+    def replay(
+        from_time: str = typer.Option(..., "--from", help="ISO start of the range (event time, inclusive)"),
+        to_time: str = typer.Option(..., "--to", help="ISO end of the range (exclusive)"),
+        source: str = typer.Option("es", help="es (events alias) or kafka (events topic)"),
+        speed: str = typer.Option("max", help="'max' or a factor such as '10x' (event time vs wall clock)"),
+        rescore: bool = typer.Option(False, "--rescore", help="re-classify the texts with the current model"),
+        alert_config: list[str] = typer.Option([], "--alert-config", help="YAML with an 'alerts:' section, or "
+                                                "'current'; repeat to compare [default: current settings]"),
+        report: Path | None = typer.Option(None, "--report", help="directory for report.md and plots"),
+        run_id: str | None = typer.Option(None, "--run-id", help="lower-case id [default: time + random]"),
+        topics: bool = typer.Option(True, "--topics/--no-topics", help="emerging topics in the report"),
+        embedder: str = typer.Option("model", help="embeddings for emerging topics: model or tfidf"),
+        config: Path | None = ConfigOpt,
+    ) -> None:
+        """Re-run the alerter over historical events into run-scoped indices (never the live ones)."""
+        from consumers.replay.commands import replay as run_replay
+
+        s = _settings(config)
+        try:
+            run_replay(s, from_time, to_time, source=source, speed=speed, rescore=rescore,
+                       alert_configs=alert_config or None, report=report, run_id=run_id, topics=topics,
+                       embedder=embedder, echo=typer.echo)  # type: ignore[arg-type]
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+
+    @app.command("discover-topics")
+    def discover_topics(
+        from_time: str = typer.Option(..., "--from", help="ISO start of the range"),
+        to_time: str = typer.Option(..., "--to", help="ISO end of the range (exclusive)"),
+        k: str = typer.Option("auto", "--k", help="number of clusters, or 'auto' (silhouette)"),
+        embedder: str = typer.Option("model", help="model (encoder embeddings) or tfidf"),
+        config: Path | None = ConfigOpt,
+    ) -> None:
+        """Cluster the events in a range and show which themes grew fastest."""
+        from consumers.replay.commands import discover, print_topics
+
+        s = _settings(config)
+        try:
+            print_topics(discover(s, from_time, to_time, k=k, embedder=embedder))  # type: ignore[arg-type]
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None

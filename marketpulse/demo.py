@@ -22,9 +22,9 @@ from marketpulse.settings import Settings
 console = Console()
 
 
-def _start(command: str, log_dir: Path, config: Path | None) -> subprocess.Popen:
-    log = open(log_dir / f"{command}.log", "ab")
-    args = [sys.executable, "-m", "marketpulse.cli", command] + (["--config", str(config)] if config else [])
+def _start(command: list[str], log_dir: Path, config: Path | None) -> subprocess.Popen:
+    log = open(log_dir / f"{command[0]}.log", "ab")
+    args = [sys.executable, "-m", "marketpulse.cli", *command] + (["--config", str(config)] if config else [])
     return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -47,11 +47,20 @@ def _count(es, alias: str, since: datetime) -> int:
     return es.count(index=alias, query={"range": {"published_at": {"gte": since.isoformat()}}})["count"]
 
 
+def _alert_for(es, index: str, key: str, since: datetime) -> bool:
+    if not es.indices.exists(index=index):
+        return False
+    es.indices.refresh(index=index)
+    q = {"bool": {"filter": [{"term": {"key": key}}, {"range": {"window_start": {"gte": since.isoformat()}}}]}}
+    return es.count(index=index, query=q)["count"] > 0
+
+
 def run_demo(settings: Settings, config: Path | None, live_s: float, history_s: float, rate: float,
              burst: str, seed: int) -> int:
     from elasticsearch import Elasticsearch
 
     from stream.generate.runner import run_generator
+    from stream.generate.scenarios import parse_scenario
     from stream.topics import ensure_topics
 
     s = settings
@@ -61,7 +70,11 @@ def run_demo(settings: Settings, config: Path | None, live_s: float, history_s: 
     log_dir.mkdir(parents=True, exist_ok=True)
     start = datetime.now(timezone.utc).replace(microsecond=0)
     since = start - timedelta(seconds=history_s)
-    procs = {name: _start(name, log_dir, config) for name in ("worker", "sink", "alerter")}
+    # The demo's alerter gets a group of its own, starting at this run's history, so earlier runs'
+    # events (and the live alerter's saved state) stay out of this run's baseline.
+    alerter = ["alerter", "--group", f"{s.kafka.alerter_group}-demo-{start:%Y%m%d%H%M%S}",
+               "--from-time", since.isoformat()]
+    procs = {cmd[0]: _start(cmd, log_dir, config) for cmd in (["worker"], ["sink"], alerter)}
     console.print(f"started worker, ES sink and alerter (logs in {log_dir})")
     try:
         console.print(f"backfilling {history_s / 60:.0f} min of quiet history at {rate}/s …")
@@ -82,7 +95,12 @@ def run_demo(settings: Settings, config: Path | None, live_s: float, history_s: 
                     return 1
             time.sleep(2)
         console.print(f"{n} of {valid} documents indexed")
-        time.sleep(3)  # let the alerter close the last buckets
+        ticker = parse_scenario(burst).ticker
+        console.print(f"waiting for the alerter to close the burst's buckets (ticker:{ticker}) …")
+        deadline = time.monotonic() + s.alerts.bucket_s + s.alerts.allowed_lateness_s + 60
+        while not _alert_for(es, s.elasticsearch.alerts_index, f"ticker:{ticker}", since) \
+                and time.monotonic() < deadline:
+            time.sleep(2)
         print_summary(es, s, since)
         return 0 if n >= valid else 1
     finally:
