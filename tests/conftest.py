@@ -15,7 +15,7 @@ import yaml
 import pytest
 
 from marketpulse.settings import Settings
-from tests.support import Isolated
+from tests.support import Isolated, isolated_overrides
 
 REQUIRE_STACK = os.environ.get("MARKETPULSE_REQUIRE_STACK") == "1"
 
@@ -72,18 +72,7 @@ def unique() -> str:
 @pytest.fixture
 def isolated(tmp_path, unique, kafka_bootstrap, es):
     p = f"it-{unique}"
-    overrides = {
-        "kafka": {"bootstrap": kafka_bootstrap, "worker_group": f"{p}-worker", "es_sink_group": f"{p}-sink",
-                  "alerter_group": f"{p}-alerter",
-                  "topics": {"raw_news": f"{p}.raw.news", "raw_social": f"{p}.raw.social", "events": f"{p}.events",
-                             "deadletter": f"{p}.deadletter", "alerts": f"{p}.alerts",
-                             "webhook_deliveries": f"{p}.deliveries", "alerter_state": f"{p}.alerter-state",
-                             "partitions": 3}},
-        "elasticsearch": {"index_prefix": f"{p}-events", "alerts_index": f"{p}-alerts",
-                          "deliveries_index": f"{p}-deliveries"},
-        "state_dir": str(tmp_path / "state"),
-        "batch": {"max_latency_ms": 50},
-    }
+    overrides = {**isolated_overrides(p, kafka_bootstrap, tmp_path / "state"), "batch": {"max_latency_ms": 50}}
     cfg = tmp_path / "marketpulse.yaml"
     cfg.write_text(yaml.safe_dump(overrides))
     logs = tmp_path / "logs"; logs.mkdir()

@@ -12,6 +12,22 @@ from marketpulse.settings import Settings
 
 
 
+def isolated_overrides(prefix: str, bootstrap: str, state_dir: Path) -> dict:
+    """Settings overrides that give a test its own topics, consumer groups and indices."""
+    p = prefix
+    return {
+        "kafka": {"bootstrap": bootstrap, "worker_group": f"{p}-worker", "es_sink_group": f"{p}-sink",
+                  "alerter_group": f"{p}-alerter",
+                  "topics": {"raw_news": f"{p}.raw.news", "raw_social": f"{p}.raw.social", "events": f"{p}.events",
+                             "deadletter": f"{p}.deadletter", "alerts": f"{p}.alerts",
+                             "webhook_deliveries": f"{p}.deliveries", "alerter_state": f"{p}.alerter-state",
+                             "partitions": 3}},
+        "elasticsearch": {"index_prefix": f"{p}-events", "alerts_index": f"{p}-alerts",
+                          "deliveries_index": f"{p}-deliveries"},
+        "state_dir": str(state_dir),
+    }
+
+
 @dataclass
 class Isolated:
     """Settings whose topics, groups and indices belong to one test only."""
@@ -69,3 +85,261 @@ def labeled_from_truth(sample) -> "LabeledEvent":
     return LabeledEvent(**sample.event.model_dump(), sentiment=sample.sentiment, sentiment_scores=scores,
                         topic=sample.topic, topic_scores=[{"label": sample.topic, "score": 0.9}], tickers=tickers,
                         duplicate_of=sample.duplicate_of, model_version="ground-truth")
+
+
+# -- reliability helpers: the local stack's processes, memory, topics, paced producing ------------------
+
+import os  # noqa: E402
+import threading  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STACK_SH = REPO_ROOT / "scripts" / "stack.sh"
+
+
+def stack_pid(service: str) -> int:
+    """Pid of the local stack's `kafka` or `elasticsearch` JVM, from scripts/stack.sh's pid files."""
+    state = Path(os.environ.get("MARKETPULSE_STATE_DIR", REPO_ROOT / ".state"))
+    pidfile = {"kafka": state / "kafka" / "kafka.pid", "elasticsearch": state / "elasticsearch" / "es.pid"}[service]
+    return int(pidfile.read_text().strip())
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stack_up(timeout: float = 300) -> None:
+    """`scripts/stack.sh up`: starts whatever is not running and waits until both servers answer."""
+    subprocess.run([str(STACK_SH), "up"], check=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@contextmanager
+def paused(pid: int):
+    """SIGSTOP a process for the duration of the block; SIGCONT whatever happens."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def restart_kafka(stop_timeout: float = 60, start_timeout: float = 300) -> float:
+    """Stops the local broker (SIGTERM: controlled shutdown), starts it again with scripts/stack.sh and
+    waits until it answers. Returns the seconds the broker was unreachable."""
+    pid = stack_pid("kafka")
+    t0 = time.monotonic()
+    os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not pid_alive(pid), stop_timeout, 0.2, what="the Kafka broker to stop")
+    except AssertionError:
+        os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not pid_alive(pid), 10, 0.2, what="the Kafka broker to die")
+    stack_up(start_timeout)
+    return time.monotonic() - t0
+
+
+def ensure_stack_running(timeout: float = 300) -> None:
+    """For `finally` blocks of fault-injection tests: whatever happened, leave the stack as it was."""
+    for service in ("kafka", "elasticsearch"):
+        try:
+            pid = stack_pid(service)
+        except (FileNotFoundError, ValueError):
+            continue
+        if pid_alive(pid):
+            try:
+                os.kill(pid, signal.SIGCONT)  # a paused server would otherwise stay paused
+            except PermissionError:
+                pass
+    stack_up(timeout)
+
+
+def proc_status_kib(pid: int, field: str = "VmRSS") -> int:
+    """A /proc/<pid>/status memory field (VmRSS: resident now, VmHWM: peak resident) in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+class RssSampler(threading.Thread):
+    """Samples a process's VmRSS every `interval` seconds: [(monotonic time, KiB)]."""
+
+    def __init__(self, pid: int, interval: float = 1.0):
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.samples: list[tuple[float, int]] = []
+        self._stop_evt = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_evt.is_set():
+            try:
+                self.samples.append((time.monotonic(), proc_status_kib(self.pid)))
+            except (FileNotFoundError, ProcessLookupError, KeyError):
+                return
+            self._stop_evt.wait(self.interval)
+
+    def stop(self) -> list[tuple[float, int]]:
+        self._stop_evt.set()
+        self.join(5)
+        return self.samples
+
+    def between(self, t0: float, t1: float) -> list[int]:
+        return [kib for t, kib in self.samples if t0 <= t <= t1]
+
+
+class PacedProducer(threading.Thread):
+    """Sends (topic, key, value) records at `rate` per second from a background thread, and keeps
+    going through broker outages: a record whose delivery failed is sent again later. Re-sending may
+    duplicate a record in Kafka; the pipeline must absorb that (deterministic Elasticsearch _id)."""
+
+    def __init__(self, bootstrap: str, records: list, rate: float, tick_s: float = 0.1):
+        super().__init__(daemon=True)
+        self.bootstrap, self.records, self.rate, self.tick_s = bootstrap, records, rate, tick_s
+        self.acked = 0
+        self.resent = 0
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.error: BaseException | None = None
+        self._stop_evt = threading.Event()
+
+    def run(self) -> None:
+        from kafka import KafkaProducer
+
+        try:
+            producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5,
+                                     reconnect_backoff_max_ms=2000, max_block_ms=10_000)
+            self.started_at = t0 = time.monotonic()
+            todo = list(self.records)
+            retry: list = []
+            i = 0
+            while (i < len(todo) or retry) and not self._stop_evt.is_set():
+                due = min(len(todo), int((time.monotonic() - t0) * self.rate) + 1)
+                chunk, retry = retry + todo[i:due], []
+                i = due
+                sent = []
+                for rec in chunk:
+                    try:
+                        sent.append((rec, producer.send(rec[0], key=rec[1], value=rec[2])))
+                    except Exception:  # metadata unavailable while the broker is down
+                        retry.append(rec)
+                try:
+                    producer.flush(timeout=30)
+                except Exception:
+                    pass
+                for rec, fut in sent:
+                    if fut.succeeded():
+                        self.acked += 1
+                    else:
+                        retry.append(rec)
+                self.resent += len(retry)
+                if retry:
+                    time.sleep(0.5)
+                else:
+                    time.sleep(max(0.0, t0 + (i + 1) / self.rate - time.monotonic()) if i < len(todo) else 0)
+            producer.close(timeout=10)
+        except BaseException as exc:  # surfaced by the test through .error
+            self.error = exc
+        finally:
+            self.finished_at = time.monotonic()
+
+    def stop(self) -> None:
+        self._stop_evt.set()
+
+    @property
+    def achieved_rate(self) -> float:
+        end = self.finished_at or time.monotonic()
+        return self.acked / max(1e-9, end - (self.started_at or end))
+
+
+def es_ids(es, alias: str) -> list[str]:
+    """Every document's `id` behind `alias` (duplicates kept, so a caller can count them)."""
+    from elasticsearch.helpers import scan
+
+    if not es.indices.exists_alias(name=alias):
+        return []
+    es.indices.refresh(index=alias)
+    return [h["_source"]["id"] for h in scan(es, index=alias, query={"query": {"match_all": {}}},
+                                              _source=["id"], size=2000)]
+
+
+def es_doc_count(es, alias: str) -> int:
+    if not es.indices.exists_alias(name=alias):
+        return 0
+    es.indices.refresh(index=alias)
+    return es.count(index=alias)["count"]
+
+
+def topic_end_total(bootstrap: str, topic: str) -> int:
+    """Records ever written to `topic` (sum of its partitions' end offsets)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in parts]
+        return sum(c.end_offsets(tps).values()) if tps else 0
+    finally:
+        c.close()
+
+
+def read_topic(bootstrap: str, topic: str, timeout_s: float = 60) -> list:
+    """Every record currently in `topic`, reading each partition up to its end offset."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_partition_fetch_bytes=4 << 20,
+                      fetch_max_bytes=16 << 20)
+    try:
+        tps = [TopicPartition(topic, p) for p in (c.partitions_for_topic(topic) or set())]
+        if not tps:
+            return []
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        ends = c.end_offsets(tps)
+        out = []
+        deadline = time.monotonic() + timeout_s
+        while any(c.position(tp) < ends[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"could not read {topic} to its end in {timeout_s}s")
+            for recs in c.poll(timeout_ms=1000).values():
+                out += recs
+        return out
+    finally:
+        c.close()
+
+
+def generated_records(settings: Settings, seed: int, n: int, malformed_fraction: float = 0.0,
+                      id_prefix: str = "") -> tuple[list, set[str], int]:
+    """`n` generated raw records as (topic, key, value) for PacedProducer, the ids of the valid ones
+    (what must end up in Elasticsearch) and how many are malformed (what must be dead-lettered).
+    `id_prefix` keeps ids of separate batches from the same seed apart."""
+    import json as _json
+
+    from stream.generate import Generator
+
+    topics = {"news": settings.kafka.topics.raw_news, "social": settings.kafka.topics.raw_social}
+    gen = Generator(seed=seed, rate_per_s=100.0, duration_s=n / 100.0 * 1.2 + 10,
+                    malformed_fraction=malformed_fraction)
+    records, valid, bad = [], set(), 0
+    for rec in gen.raw_records():
+        if len(records) == n:
+            break
+        key, value = rec.key, rec.value
+        if id_prefix and rec.malformed is None:
+            obj = _json.loads(value)
+            obj["id"] = id_prefix + obj["id"]
+            key, value = obj["id"].encode(), _json.dumps(obj).encode()
+        if rec.malformed is None:
+            if key.decode() in valid:
+                continue  # the generator's ids are content hashes: keep the expectation exact
+            valid.add(key.decode())
+        else:
+            bad += 1
+        records.append((topics[rec.source], key, value))
+    return records, valid, bad

@@ -24,6 +24,7 @@ from marketpulse.schemas import LabeledEvent
 from marketpulse.settings import Settings
 from stream.generate import Generator
 from stream.topics import ensure_topics
+from tests.support import isolated_overrides
 
 pytestmark = pytest.mark.integration
 
@@ -64,17 +65,7 @@ def live_reference(events: list[dict], config: DetectorConfig) -> list:
 def stack(tmp_path_factory, kafka_bootstrap, es):
     p = f"it-{uuid.uuid4().hex[:10]}"
     tmp = tmp_path_factory.mktemp("replay")
-    overrides = {
-        "kafka": {"bootstrap": kafka_bootstrap, "alerter_group": f"{p}-alerter", "worker_group": f"{p}-worker",
-                  "es_sink_group": f"{p}-sink",
-                  "topics": {"raw_news": f"{p}.raw.news", "raw_social": f"{p}.raw.social", "events": f"{p}.events",
-                             "deadletter": f"{p}.deadletter", "alerts": f"{p}.alerts",
-                             "webhook_deliveries": f"{p}.deliveries", "alerter_state": f"{p}.alerter-state",
-                             "partitions": 3}},
-        "elasticsearch": {"index_prefix": f"{p}-events", "alerts_index": f"{p}-alerts",
-                          "deliveries_index": f"{p}-deliveries"},
-        "state_dir": str(tmp / "state"),
-    }
+    overrides = isolated_overrides(p, kafka_bootstrap, tmp / "state")
     cfg = tmp / "marketpulse.yaml"
     cfg.write_text(yaml.safe_dump(overrides))
     settings = Settings.load(cfg)
