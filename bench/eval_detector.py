@@ -36,6 +36,12 @@ BASE_SHARE = 0.3  # ordinary negative share
 INCIDENT_SHARE = 0.85  # incident mentions are mostly negative
 SHAPES = ("jump", "ramp", "burst", "peak", "low")
 MATCH_TAIL = 30  # an alert up to this many buckets after an incident ends still belongs to it
+# An incident is "clear" when its injected excess, summed over the incident, is at least CLEAR_Z
+# times the series' own noise summed over the same buckets (negative-binomial sd of the ordinary
+# negative rate, sqrt(sum(lam + lam^2/5)), chatter excluded) AND it reaches the alert policy's
+# volume floor: on average at least CLEAR_MIN_VOLUME expected negative mentions per bucket.
+CLEAR_Z = 5.0
+CLEAR_MIN_VOLUME = 5.0
 
 
 def intraday(minute_utc: np.ndarray) -> np.ndarray:
@@ -55,6 +61,8 @@ class Incident:
     shape: str
     start: int
     end: int
+    clarity: float = 0.0  # summed excess / summed noise sd
+    clear: bool = False
 
 
 def make_series(rng: np.random.Generator, level: str, days: int, with_incidents: bool):
@@ -94,8 +102,12 @@ def make_series(rng: np.random.Generator, level: str, days: int, with_incidents:
                 dur, prof = 20, np.full(20, 1.5 * local)
             else:  # low: a thin series (or a quiet hour) suddenly gets a handful of negative posts
                 dur, prof = 20, np.full(20, max(2.0 * local, 6.0))
-            extra[s : s + dur] += prof[: max(0, min(dur, n - s))]
-            incidents.append(Incident(shape, s, min(s + dur, n)))
+            e = min(s + dur, n)
+            extra[s:e] += prof[: e - s]
+            lam = rate[s:e]
+            clarity = float(prof[: e - s].sum() / np.sqrt((lam + lam**2 / 5.0).sum()))
+            clear = clarity >= CLEAR_Z and float((lam + prof[: e - s]).mean()) >= CLEAR_MIN_VOLUME
+            incidents.append(Incident(shape, s, e, round(clarity, 2), clear))
     gamma = rng.gamma(5.0, 1 / 5.0, n)  # negative-binomial overdispersion (k = 5)
     lam_neg = rate * chatter * gamma + extra
     lam_other = (total_rate - rate) * chatter * gamma + extra * (1 - INCIDENT_SHARE) / INCIDENT_SHARE
@@ -120,7 +132,8 @@ def score_series(alerts: np.ndarray, incidents: list[Incident]) -> dict:
         lo, hi = inc.start, min(n, inc.end + MATCH_TAIL)
         in_incident[lo:hi] = True
         hits = np.flatnonzero(alerts[lo:hi])
-        found.append({"shape": inc.shape, "detected": bool(len(hits)), "delay": int(hits[0]) if len(hits) else None})
+        found.append({"shape": inc.shape, "clear": inc.clear, "clarity": inc.clarity,
+                      "detected": bool(len(hits)), "delay": int(hits[0]) if len(hits) else None})
     quiet = ~in_incident
     first_day = np.arange(n) < PER_DAY
     return {
@@ -157,7 +170,11 @@ def summarise(rows: list[dict]) -> dict:
         incs = [i for r in rows for i in r["incidents"] if i["shape"] == shape]
         delays = [i["delay"] for i in incs if i["detected"]]
         delays_all += delays
+        clear = [i for i in incs if i["clear"]]
         by_shape[shape] = {
+            "clear_incidents": len(clear),
+            "clear_detected": sum(i["detected"] for i in clear),
+            "clear_detection_rate": round(sum(i["detected"] for i in clear) / len(clear), 3) if clear else None,
             "incidents": len(incs),
             "detected": sum(i["detected"] for i in incs),
             "detection_rate": round(sum(i["detected"] for i in incs) / len(incs), 3) if incs else None,
@@ -175,8 +192,11 @@ def summarise(rows: list[dict]) -> dict:
     for lvl in per_level.values():
         lvl["false_alerts_per_day"] = round(lvl["false_alerts"] / lvl["quiet_days"], 3)
         lvl["quiet_days"] = round(lvl["quiet_days"], 2)
+    n_clear = sum(s["clear_incidents"] for s in by_shape.values())
     return {
         "by_shape": by_shape,
+        "clear_detection_rate": round(sum(s["clear_detected"] for s in by_shape.values()) / n_clear, 3)
+        if n_clear else None,
         "detection_rate": round(sum(s["detected"] for s in by_shape.values()) / total_incs, 3),
         "median_delay_buckets": float(np.median(delays_all)) if delays_all else None,
         "median_delay_minutes": float(np.median(delays_all)) * BUCKET_S / 60 if delays_all else None,
@@ -193,16 +213,20 @@ def markdown(result: dict, command: str) -> str:
         f"Command: `{command}` (seed {result['seed']}, {result['days']} days per series, "
         f"{result['series']} series, {result['elapsed_s']} s).",
         "",
-        "| mode | shape | incidents | detected | rate | median delay (buckets = min) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| mode | shape | incidents | detected | rate | clear incidents | clear detected | clear rate "
+        "| median delay (buckets = min) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mode, res in result["modes"].items():
         for shape, s in res["by_shape"].items():
             lines.append(f"| {mode} | {shape} | {s['incidents']} | {s['detected']} | {s['detection_rate']} | "
+                         f"{s['clear_incidents']} | {s['clear_detected']} | {s['clear_detection_rate']} | "
                          f"{s['median_delay_buckets']} |")
-        lines.append(f"| {mode} | **all** | {sum(s['incidents'] for s in res['by_shape'].values())} | "
-                     f"{sum(s['detected'] for s in res['by_shape'].values())} | **{res['detection_rate']}** | "
-                     f"{res['median_delay_buckets']} |")
+        shapes = res["by_shape"].values()
+        lines.append(f"| {mode} | **all** | {sum(s['incidents'] for s in shapes)} | "
+                     f"{sum(s['detected'] for s in shapes)} | **{res['detection_rate']}** | "
+                     f"{sum(s['clear_incidents'] for s in shapes)} | {sum(s['clear_detected'] for s in shapes)} | "
+                     f"**{res['clear_detection_rate']}** | {res['median_delay_buckets']} |")
     lines += ["", "| mode | false alerts | quiet series-days | false alerts / series-day | "
               "false alerts on the learning day (all series) |", "|---|---:|---:|---:|---:|"]
     for mode, res in result["modes"].items():

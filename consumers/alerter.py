@@ -21,6 +21,7 @@ from typing import Any
 
 from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import KafkaError
 
 from consumers.alerting import DetectorConfig, SpikeMonitor
 from consumers.es_index import ALERT_MAPPINGS, DELIVERY_MAPPINGS, ensure_index
@@ -143,7 +144,11 @@ class Alerter:
             alerts = []
         out = [self._publish(a) for a in alerts]
         if now - self._last_snapshot >= self.s.alerts.snapshot_interval_s:
-            self.snapshot()
+            try:
+                self.snapshot()
+            except KafkaError as exc:  # broker away: keep detecting, save the state once it is back
+                log.warning("snapshot postponed: %s", exc)
+                self._last_snapshot = now
         return out
 
     def _publish(self, alert) -> dict:
@@ -168,8 +173,15 @@ class Alerter:
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
         self.start()
+        backoff = 0.5
         while not stop.is_set():
-            self.poll_once()
+            try:
+                self.poll_once()
+                backoff = 0.5
+            except KafkaError as exc:  # broker restarting: state and offsets stay in memory until it is back
+                log.warning("kafka unavailable (%s: %s); retrying in %.1fs", type(exc).__name__, exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
         self.close()
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import CommitFailedError
+from kafka.errors import CommitFailedError, KafkaError
 
 from consumers.es_index import daily_index, ensure_event_template, to_document
 from marketpulse.settings import Settings
@@ -64,9 +64,12 @@ class EsSink:
         self.producer.flush()  # dead letters delivered before the offsets move on
         try:
             self.consumer.commit()
-        except CommitFailedError:  # group rebalanced while ES was down: records come again, same _ids
-            log.warning("commit failed after a rebalance; the batch will be re-delivered and overwritten")
-        self._update_lag()
+        except (CommitFailedError, KafkaError) as exc:  # rebalance or broker away: records come again, same _ids
+            log.warning("commit failed (%s); the batch will be re-delivered and overwritten", exc)
+        try:
+            self._update_lag()
+        except KafkaError as exc:
+            log.debug("lag not updated: %s", exc)
         return len(records)
 
     def _bulk_until_acknowledged(self, actions: list[tuple[Any, dict, dict]]) -> None:
@@ -128,8 +131,15 @@ class EsSink:
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
         log.info("es sink consuming %s as group %s", self.s.kafka.topics.events, self.group_id)
+        backoff = 0.5
         while not stop.is_set():
-            self.poll_once()
+            try:
+                self.poll_once()
+                backoff = 0.5
+            except KafkaError as exc:  # broker restarting or unreachable: nothing uncommitted is lost
+                log.warning("kafka unavailable (%s: %s); retrying in %.1fs", type(exc).__name__, exc, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
         self.close()
 
     def close(self) -> None:

@@ -27,9 +27,17 @@ class DetectorConfig:
     # chatter bursts with an ordinary mix of sentiment do not alert.
     share_threshold: float = 2.0
     # Also score the means of the last N standardised residuals (one score per N): a sustained
-    # rise that is modest in every single bucket (gradual ramps, overdispersed busy series)
-    # still stands out.
-    sustained_buckets: tuple[int, ...] = (5, 20)
+    # rise that is modest in every single bucket (gradual ramps, overdispersed busy series) or a
+    # short burst of a few buckets (N <= burst_max_buckets) still stands out.
+    sustained_buckets: tuple[int, ...] = (3, 5, 20)
+    # Windows up to this length are "burst" windows: their residuals are capped at ``threshold``
+    # instead of ``clear_threshold``, so 2-4 strongly elevated buckets add up, while one spike
+    # alone (at most threshold/w in the mean) still cannot open an incident through them.
+    burst_max_buckets: int = 3
+    # While the volume evidence is elevated (>= clear_threshold) or an incident is open, new
+    # values do not enter the baseline (the oldest ones are kept), so a slow ramp cannot lift
+    # its own baseline. At most this many buckets in a row, so a lasting level shift is learned.
+    freeze_max_buckets: int = 60
     # Floor for the robust spread in Anscombe units: a Poisson count has spread 1 there, so
     # quiet series cannot produce huge scores from a couple of events.
     min_sigma: float = 1.0
@@ -50,6 +58,8 @@ class DetectorConfig:
         object.__setattr__(self, "sustained_buckets", tuple(int(w) for w in self.sustained_buckets))
         if any(w < 2 or w > self.baseline_buckets for w in self.sustained_buckets):
             raise ValueError("sustained_buckets must lie in [2, baseline_buckets]")
+        if self.burst_max_buckets < 0 or self.freeze_max_buckets < 0:
+            raise ValueError("burst_max_buckets and freeze_max_buckets must be >= 0")
         if self.season_slot_s < 1 or self.season_days <= 0:
             raise ValueError("season_slot_s >= 1 and season_days > 0 are required")
         if self.allowed_lateness_s < 0 or self.max_contributors < 0:

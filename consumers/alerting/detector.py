@@ -12,15 +12,21 @@ Each step gets the negative volume of one bucket (and optionally the bucket's to
    ``anscombe(neg) - anscombe(p * total)`` against its own history, ``p`` the baseline share).
    Unless the share is also unusual (``>= share_threshold``) the score is capped at the share
    score, so chatter bursts with an ordinary mix of sentiment do not alert.
-4. The same is done for the means of the last N residuals (N in ``sustained_buckets``, each
-   residual capped at ``clear_threshold``), standardised against the history of that mean; the
-   score is the largest of these scores.
+4. The same is done for the means of the last N residuals (N in ``sustained_buckets``),
+   standardised against the history of that mean; the score is the largest of these scores. In
+   burst windows (N <= ``burst_max_buckets``) each residual is capped at ``threshold`` (a few
+   strongly elevated buckets add up, one spike alone cannot alert), in the longer sustained
+   windows at ``clear_threshold`` (many modestly elevated buckets: ramps, persistent rises).
 5. An incident opens at ``score >= threshold`` (after warm-up, with at least ``min_volume``), stays
    open until the score falls under ``clear_threshold`` (here the share no longer caps it: once the
    negative surge is established, more volume is not evidence of calm) and is followed by ``cooldown_buckets``
    in which nothing new opens. One incident gives one alert (plus at most one escalation).
 6. Values entering the baseline are capped at ``expected + threshold*sigma`` so an incident does
    not teach the baseline that incidents are normal; a lasting level shift is still absorbed.
+   Once the time-of-day profile is trusted, buckets with windowed volume evidence >=
+   ``clear_threshold`` (or inside an open incident) are kept out of the baseline altogether (the
+   oldest values stay), at most ``freeze_max_buckets`` in a row, so a slow ramp cannot lift its
+   own baseline before it crosses the threshold.
 
 All state is plain numbers, so ``to_dict`` is JSON-safe and ``from_dict`` resumes exactly.
 """
@@ -38,7 +44,7 @@ from consumers.alerting.seasonal import SeasonalProfile
 
 Severity = Literal["warning", "critical"]
 MAD_TO_SIGMA = 1.4826
-STATE_VERSION = 1
+STATE_VERSION = 2
 
 
 def anscombe(x: Any) -> Any:
@@ -111,6 +117,7 @@ class SpikeDetector:
         self.cooldown_left = 0
         self.incident_start: float | None = None
         self.last_timestamp: float | None = None
+        self.frozen_run = 0  # buckets in a row that were kept out of the baseline
 
     # -- scoring -----------------------------------------------------------------------------
     def _hist(self, name: str) -> np.ndarray:
@@ -143,11 +150,13 @@ class SpikeDetector:
         med, sigma = _robust(anscombe(neg) - anscombe(p * tot), self.config.min_sigma)
         return (float(anscombe(value) - anscombe(p * total)) - med) / sigma, p
 
-    @property
-    def _sustained_cap(self) -> float:
-        # Each bucket adds at most this much to a sustained mean, so the sustained scores measure
-        # "many buckets elevated" and a single spike does not linger in them for N buckets.
-        return max(self.config.clear_threshold, 1.0)
+    def _cap(self, w: int) -> float:
+        # Each bucket adds at most this much to a windowed mean, so the long (sustained) windows
+        # measure "many buckets elevated" and a single spike does not linger in them for N
+        # buckets; the short (burst) windows allow up to ``threshold`` per bucket, so a single
+        # spike adds at most threshold/w there and only several elevated buckets together count.
+        c = self.config
+        return c.threshold if w <= c.burst_max_buckets else max(c.clear_threshold, 1.0)
 
     @property
     def _arrays(self) -> list[str]:
@@ -160,7 +169,8 @@ class SpikeDetector:
         prev = self._recent(name, w - 1)
         if np.isnan(prev).any():
             return None, None
-        mean = (float(prev.sum()) + min(current, self._sustained_cap)) / w
+        cap = self._cap(w)
+        mean = (float(np.minimum(prev, cap).sum()) + min(current, cap)) / w
         hist = self._hist(f"{name}{w}")
         hist = hist[~np.isnan(hist)]
         if len(hist) < self.config.warmup_buckets:
@@ -228,7 +238,14 @@ class SpikeDetector:
             alert, self.active, self.incident_start = True, True, ts
             self.severity = "critical" if score >= c.critical_threshold else "warning"
 
-        self._remember(ts, slot, y, value, total, expected_y, sigma, rv, rs, means, seasonal)
+        # Keep the baseline free of a developing incident: while the windowed volume evidence is
+        # elevated (a ramp or a level shift in progress) or an incident is open, the bucket does
+        # not enter the baseline, for at most ``freeze_max_buckets`` in a row.
+        evidence = -math.inf if volume_only is None else volume_only
+        frozen = (seasonal and self._n == c.baseline_buckets and self.frozen_run < c.freeze_max_buckets
+                  and (self.active or evidence >= c.clear_threshold))
+        self.frozen_run = self.frozen_run + 1 if frozen else 0
+        self._remember(ts, slot, y, value, total, expected_y, sigma, rv, rs, means, seasonal, frozen)
         return DetectorStep(
             timestamp=ts,
             observed=value,
@@ -250,8 +267,21 @@ class SpikeDetector:
 
     def _remember(self, ts: float, slot: int, y: float, value: float, total: float | None,
                   expected_y: float, sigma: float, rv: float, rs: float | None,
-                  means: dict[str, float | None], seasonal: bool) -> None:
+                  means: dict[str, float | None], seasonal: bool, frozen: bool = False) -> None:
         cap_z = self.config.threshold
+        i, h = self._pos, self._h
+        h["rv"][i] = min(rv, cap_z)
+        h["rs"][i] = np.nan if rs is None else min(rs, cap_z)
+        for name, mean in means.items():
+            h[name][i] = np.nan if mean is None else min(mean, cap_z)
+        if frozen:
+            # The slot keeps its old (oldest) baseline values: the baseline window reaches
+            # further back instead of taking in this bucket. The recent residuals above are
+            # always stored, the window scores need them.
+            self._pos = (i + 1) % self.config.baseline_buckets
+            self.steps += 1
+            self.last_timestamp = ts
+            return
         # Until the profile is trusted, it learns from the raw value: the very first market open
         # must teach it the open, not the capped version the flat baseline allowed.
         self.profile.update(slot, y if not seasonal else min(y, expected_y + cap_z * sigma))
@@ -261,13 +291,8 @@ class SpikeDetector:
             neg = inverse_anscombe(y)
         if total is not None:
             total = max(total - (value - neg), neg)
-        i, h = self._pos, self._h
         h["y"][i], h["neg"][i], h["slot"][i] = y, neg, slot
         h["total"][i] = np.nan if total is None else total
-        h["rv"][i] = min(rv, self._sustained_cap)
-        h["rs"][i] = np.nan if rs is None else min(rs, self._sustained_cap)
-        for name, mean in means.items():
-            h[name][i] = np.nan if mean is None else min(mean, cap_z)
         self._pos = (i + 1) % self.config.baseline_buckets
         self._n = min(self._n + 1, self.config.baseline_buckets)
         self.steps += 1
@@ -295,16 +320,22 @@ class SpikeDetector:
             "cooldown_left": self.cooldown_left,
             "incident_start": self.incident_start,
             "last_timestamp": self.last_timestamp,
+            "frozen_run": self.frozen_run,
         }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: DetectorConfig | None = None) -> "SpikeDetector":
-        if data.get("version") != STATE_VERSION:
+        if data.get("version") not in (1, STATE_VERSION):
             raise ValueError(f"unsupported detector state version {data.get('version')!r}")
         det = cls(config or DetectorConfig.from_dict(data["config"]))
         size = det.config.baseline_buckets
-        hist = data["history"]
+        hist = dict(data["history"])
         n = len(hist["y"])
+        # Older states (version 1, or another set of windows) lack some window histories: those
+        # start unknown (NaN) and their scores resume once they have filled again.
+        for name in det._h:
+            if name not in hist and name[:2] in ("rv", "rs") and name[2:].isdigit():
+                hist[name] = [None] * n
         if n > size or set(hist) != set(det._h) or any(len(v) != n for v in hist.values()):
             raise ValueError("detector state history does not match the configuration")
         for name in det._arrays:
@@ -317,4 +348,5 @@ class SpikeDetector:
         det.cooldown_left = int(data["cooldown_left"])
         det.incident_start = data["incident_start"]
         det.last_timestamp = data["last_timestamp"]
+        det.frozen_run = int(data.get("frozen_run", 0))
         return det

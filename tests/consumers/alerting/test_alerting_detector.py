@@ -217,3 +217,27 @@ def test_bad_values_are_rejected():
     for bad in (-1.0, math.nan, math.inf):
         with pytest.raises(ValueError):
             det.update(MONDAY, bad)
+
+
+def test_a_short_burst_of_a_few_moderately_elevated_buckets_is_caught_by_the_burst_window():
+    values = poisson(10, 300, seed=13)
+    values[200:203] = 25  # about 3 sigma each: no single bucket opens an incident
+    _, steps = run(values)
+    assert alerts(steps[:200]) == []
+    assert max(s.volume_score for s in steps[200:203]) < CFG.threshold
+    fired = alerts(steps)
+    assert len(fired) == 1 and 200 < fired[0] <= 203
+    # The same burst without the short windows goes unnoticed.
+    _, steps = run(values, config=CFG.with_(sustained_buckets=(5, 20)))
+    assert alerts(steps) == []
+
+
+def test_a_version_1_state_without_the_burst_window_history_still_resumes():
+    det, _ = run(poisson(10, 60), config=CFG)
+    state = det.to_dict()
+    state["version"] = 1
+    del state["frozen_run"]
+    for name in ("rv3", "rs3"):
+        del state["history"][name]
+    clone = SpikeDetector.from_dict(state)
+    assert clone.update(MONDAY + 60 * 60, 10.0).sustained_score is not None
