@@ -1,17 +1,109 @@
-"""Builds the derived model files (merged weights, ONNX) from the committed artifact."""
+"""Builds the derived model files from the committed artifact into ``build_dir/<version>/``:
+
+    merged.safetensors   fp32 weights with the LoRA adapters folded in (torch backend)
+    model.onnx           ONNX fp32, dynamic batch + sequence axes (onnx backend, TensorRT input)
+    model.int8.onnx      dynamic int8 quantization of model.onnx (onnx-int8 backend)
+    build.json           stamp: artifact version + adapter hash; a matching stamp makes a rebuild a no-op
+
+Run: ``python -m models.build [--force]`` (``make setup`` does this).
+"""
 from __future__ import annotations
 
+import argparse
+import hashlib
+import json
+import os
 import sys
+import time
 from pathlib import Path
 
-from marketpulse.settings import Settings
+from marketpulse.settings import ModelSettings, Settings
+
+MERGED_FILE = "merged.safetensors"
+ONNX_FILE = "model.onnx"
+INT8_FILE = "model.int8.onnx"
+STAMP_FILE = "build.json"
 
 
-def main() -> int:
-    s = Settings()
-    if not (Path(s.model.artifact_dir) / "metrics.json").exists():
-        print(f"models.build: no trained artifact at {s.model.artifact_dir}; run `marketpulse train` first")
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_paths(ms: ModelSettings) -> dict[str, Path]:
+    from models.artifact import read_config
+
+    version = read_config(ms.artifact_dir)["version"]
+    root = Path(ms.build_dir) / version
+    return {"root": root, "merged": root / MERGED_FILE, "onnx": root / ONNX_FILE, "int8": root / INT8_FILE,
+            "stamp": root / STAMP_FILE}
+
+
+def _expected_stamp(ms: ModelSettings) -> dict:
+    from models.artifact import ADAPTER_FILE, read_config
+
+    return {"version": read_config(ms.artifact_dir)["version"],
+            "adapter_sha256": _sha256(Path(ms.artifact_dir) / ADAPTER_FILE)}
+
+
+def is_built(ms: ModelSettings) -> bool:
+    p = build_paths(ms)
+    if not all(p[k].is_file() for k in ("merged", "onnx", "int8", "stamp")):
+        return False
+    try:
+        stamp = json.loads(p["stamp"].read_text())
+    except ValueError:
+        return False
+    return all(stamp.get(k) == v for k, v in _expected_stamp(ms).items())
+
+
+def ensure_built(ms: ModelSettings, force: bool = False, log=print) -> dict[str, Path]:
+    """Build whatever is missing or stale; return the paths. Cheap when already built."""
+    p = build_paths(ms)
+    if not force and is_built(ms):
+        return p
+    import torch
+    from safetensors.torch import save_file
+
+    from models.artifact import load_merged_model
+    from models.export import export_onnx, quantize_int8
+
+    t0 = time.time()
+    p["root"].mkdir(parents=True, exist_ok=True)
+    p["stamp"].unlink(missing_ok=True)  # a half-finished build must never look complete
+    model, cfg, _ = load_merged_model(ms.artifact_dir)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(p["merged"]),
+              metadata={"version": cfg["version"]})
+    # Write to temporary names and rename, so a concurrent reader never sees a partial file.
+    tmp_onnx = p["root"] / f"{ONNX_FILE}.{os.getpid()}.tmp"
+    export_onnx(model, tmp_onnx)
+    tmp_int8 = p["root"] / f"{INT8_FILE}.{os.getpid()}.tmp"
+    quantize_int8(tmp_onnx, tmp_int8)
+    tmp_onnx.replace(p["onnx"])
+    tmp_int8.replace(p["int8"])
+    stamp = {**_expected_stamp(ms), "torch": torch.__version__, "built_s": round(time.time() - t0, 1)}
+    p["stamp"].write_text(json.dumps(stamp, indent=2) + "\n")
+    log(f"models.build: built {cfg['version']} into {p['root']} in {stamp['built_s']}s")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--force", action="store_true", help="rebuild even when the stamp matches")
+    ap.add_argument("--config", type=Path, default=None, help="YAML settings file")
+    args = ap.parse_args(argv)
+    s = Settings.load(args.config) if args.config else Settings()
+    ms = s.model
+    if not (Path(ms.artifact_dir) / "config.json").exists():
+        print(f"models.build: no trained artifact at {ms.artifact_dir}; run `marketpulse train --promote` first")
+        return 1
+    if not args.force and is_built(ms):
+        print(f"models.build: {build_paths(ms)['root']} is up to date")
         return 0
+    ensure_built(ms, force=args.force)
     return 0
 
 

@@ -1,0 +1,182 @@
+"""The inference API used by the stream workers and `marketpulse classify`.
+
+    clf = Classifier.from_settings(settings.model)
+    preds = clf.predict(["$AAPL beats estimates", ...], explain=True)
+    vecs = clf.embed(texts)            # (n, 384) L2-normalised
+
+Path: fast batch tokenization (truncation at max_length) -> batches sorted by length and padded
+to their own longest row -> backend -> softmax -> rows scattered back to input order.
+
+Empty or whitespace-only texts make ``predict``/``embed`` raise ``ValueError`` naming their indices;
+callers that want per-row errors (``marketpulse classify``) filter them out first.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from marketpulse.settings import ModelSettings
+from models.backends import BACKENDS
+from models.base import load_tokenizer
+from models.batching import run_batched, softmax, tokenize
+from models.data import LabelMaps
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prediction:
+    sentiment: str
+    sentiment_scores: dict[str, float]
+    topic: str
+    topic_scores: list[tuple[str, float]]  # top 3, best first
+    model_version: str
+    explanation: list[str] | None = field(default=None)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["topic_scores"] = [[label, score] for label, score in self.topic_scores]
+        if self.explanation is None:
+            d.pop("explanation")
+        return d
+
+
+def int8_accepted(artifact_dir: Path) -> bool:
+    """Whether training's dev-split check kept int8 within tolerance of fp32 (see metrics.json)."""
+    p = Path(artifact_dir) / "metrics.json"
+    if not p.is_file():
+        return False
+    return bool(json.loads(p.read_text()).get("int8", {}).get("accepted", False))
+
+
+def auto_backend(ms: ModelSettings) -> str:
+    """Fastest available, per bench/bench_models.py: TensorRT on a GPU with tensorrt installed,
+    torch fp16 on a GPU without it, else ONNX Runtime (int8 only if it passed the accuracy check)."""
+    from models.backends.tensorrt_backend import availability
+
+    if availability() is None:
+        return "tensorrt"
+    try:
+        import torch
+
+        if torch.cuda.is_available() and ms.device in ("auto", "cuda"):
+            return "torch"
+    except ImportError:
+        pass
+    return "onnx-int8" if int8_accepted(ms.artifact_dir) else "onnx"
+
+
+class Classifier:
+    def __init__(self, backend, tokenizer, labels: LabelMaps, model_version: str, max_length: int = 128,
+                 batch_size: int = 32):
+        self._backend = backend
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.model_version = model_version
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._neg = labels.sentiment.index("negative")
+
+    @property
+    def backend(self) -> str:
+        return self._backend.name
+
+    @classmethod
+    def from_settings(cls, ms: ModelSettings, backend: str | None = None, batch_size: int = 32,
+                      threads: int | None = None) -> "Classifier":
+        """Build derived files if missing (``models.build``), then load the chosen backend.
+        ``backend`` overrides ``ms.backend``; "auto" picks the fastest available. ``batch_size``
+        caps the rows per forward pass: a larger ``predict`` call is split into length-sorted
+        batches of this size, which pads far less than one big batch."""
+        from models.artifact import read_config, read_labels
+        from models.build import ensure_built
+
+        name = backend or ms.backend
+        if name == "auto":
+            name = auto_backend(ms)
+        if name not in BACKENDS:
+            raise ValueError(f"unknown backend {name!r}; choose from auto, {', '.join(BACKENDS)}")
+        cfg = read_config(ms.artifact_dir)
+        labels = read_labels(ms.artifact_dir)
+        paths = ensure_built(ms, log=log.info)
+        if name == "torch":
+            from models.backends.torch_backend import TorchBackend
+
+            impl = TorchBackend(ms.artifact_dir, paths["merged"], ms.device)
+            if threads:
+                import torch
+
+                torch.set_num_threads(threads)
+        elif name in ("onnx", "onnx-int8"):
+            from models.backends.onnx_backend import OnnxBackend
+
+            if name == "onnx-int8" and not int8_accepted(ms.artifact_dir):
+                log.warning("onnx-int8 requested although it failed the dev-split accuracy check")
+            impl = OnnxBackend(paths["onnx" if name == "onnx" else "int8"], name, threads)
+        else:
+            from models.backends.tensorrt_backend import TensorRTBackend
+
+            impl = TensorRTBackend(paths["onnx"], ms.build_dir, cfg["version"])
+        return cls(impl, load_tokenizer(), labels, cfg["version"], ms.max_length, batch_size)
+
+    # -- tokenize -> batch -> run -> unbatch ---------------------------------------------------
+    def _check(self, texts: list[str]) -> None:
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of strings, not a single string")
+        bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
+        if bad:
+            raise ValueError(f"empty, whitespace-only or non-string text at index(es) {bad[:10]}"
+                             f"{' ...' if len(bad) > 10 else ''}; filter them out before calling")
+
+    def _forward(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ids = tokenize(self.tokenizer, texts, self.max_length)
+        return run_batched(self._backend.run, ids, self.batch_size)
+
+    def predict_proba(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(sentiment probabilities (n, 3), topic probabilities (n, 20)), columns in label-map order."""
+        self._check(texts)
+        if not texts:
+            return np.zeros((0, len(self.labels.sentiment))), np.zeros((0, len(self.labels.topic)))
+        s, t, _ = self._forward(texts)
+        return softmax(s), softmax(t)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Mean-pooled, L2-normalised encoder embeddings, shape (n, hidden)."""
+        self._check(texts)
+        if not texts:
+            return np.zeros((0, 384), dtype=np.float32)
+        return self._forward(texts)[2]
+
+    def predict(self, texts: list[str], explain: bool = False) -> list[Prediction]:
+        s_probs, t_probs = self.predict_proba(texts)
+        s_labels, t_labels = self.labels.sentiment, self.labels.topic
+        preds = []
+        for sp, tp in zip(s_probs, t_probs):
+            top3 = np.argsort(-tp, kind="stable")[:3]
+            preds.append(Prediction(
+                sentiment=s_labels[int(sp.argmax())],
+                sentiment_scores={l: round(float(p), 6) for l, p in zip(s_labels, sp)},
+                topic=t_labels[int(top3[0])],
+                topic_scores=[(t_labels[int(i)], round(float(tp[i]), 6)) for i in top3],
+                model_version=self.model_version,
+            ))
+        if explain:
+            self._explain(texts, s_probs, preds)
+        return preds
+
+    def _explain(self, texts: list[str], s_probs: np.ndarray, preds: list[Prediction]) -> None:
+        from models.explain import explain_negative
+
+        neg = [i for i, p in enumerate(preds) if p.sentiment == "negative"]
+        for p in preds:
+            p.explanation = []  # present but empty for non-negative rows when explain=True
+        if not neg:
+            return
+        words = explain_negative([texts[i] for i in neg], s_probs[neg, self._neg],
+                                 lambda v: self.predict_proba(v)[0], self._neg)
+        for i, w in zip(neg, words):
+            preds[i].explanation = w

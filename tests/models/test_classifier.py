@@ -1,0 +1,216 @@
+"""Inference API: output format, order, batching, parity between backends, explanations, embeddings."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from models.artifact import read_config, read_labels
+
+# Written for these tests (not from the training data): headlines and posts across tones, topics
+# and lengths, including very short, very long and non-ASCII ones.
+TEXTS = [
+    "Fed raises rates by 75 basis points, signals more hikes ahead",
+    "$AAPL beats earnings estimates as iPhone sales surge",
+    "Tesla shares plunge 12% after disappointing deliveries",
+    "Oil prices jump as OPEC+ agrees to deeper output cuts",
+    "Goldman Sachs to cut 3,200 jobs amid dealmaking slump",
+    "Microsoft announces $10 billion investment in OpenAI",
+    "Treasury yields hit 15-year high as inflation stays sticky",
+    "Gold climbs to record on safe-haven demand",
+    "Dollar weakens against yen after BOJ policy surprise",
+    "Airbnb files confidentially for IPO",
+    "JPMorgan raises dividend to $1.05 per share",
+    "SEC sues crypto exchange over unregistered securities",
+    "Senate passes infrastructure bill in bipartisan vote",
+    "Amazon CEO steps down, names successor",
+    "Pfizer to acquire Seagen in $43 billion deal",
+    "Stocks close mixed as investors await jobs report",
+    "$NVDA up 4% premarket",
+    "Bank failures spark fears of wider credit crunch",
+    "Morgan Stanley downgrades Netflix to underweight, cuts price target",
+    "China's factory activity contracts for third straight month",
+    "Nike reports record quarterly revenue, raises full-year outlook",
+    "ECB holds rates steady, Lagarde warns of persistent inflation",
+    "Copper prices slide on weak demand from China",
+    "Ford recalls 500,000 vehicles over brake defect",
+    "S&P 500 notches best week since November",
+    "Boeing shares tumble after FAA grounds 737 MAX jets again",
+    "Coinbase misses revenue estimates as trading volumes fall",
+    "Unemployment rate falls to 3.4%, lowest since 1969",
+    "Warren Buffett's Berkshire buys more Occidental shares",
+    "Evergrande defaults on offshore bonds",
+    "Apple unveils new MacBook Pro with M3 chip",
+    "Meta fined $1.3 billion by EU regulators over data transfers",
+    "Housing starts drop 8% in March",
+    "Intel to lay off thousands as PC demand collapses",
+    "Visa and Mastercard settle antitrust lawsuit with merchants",
+    "Bitcoin rallies above $30,000 for first time in months",
+    "Retail sales unexpectedly rise in January",
+    "What a day. Markets are wild",
+    "Crash",
+    "Great quarter!",
+    "$SPY",
+    "Analysts see upside for semiconductor stocks into year end, with several firms lifting targets on "
+    "chipmakers after strong guidance; memory prices are stabilising and datacenter demand remains robust, "
+    "though some caution that export restrictions and inventory corrections could weigh on results in the "
+    "coming quarters, particularly for equipment makers exposed to China. " * 2,
+    "Les marchés européens reculent après les chiffres de l'inflation",
+    "Saudi Aramco profit falls 25% on lower crude prices",
+    "Walmart CFO to retire at end of fiscal year",
+    "Federal Reserve minutes show officials divided on pace of tightening",
+    "Exxon posts record annual profit of $56 billion",
+    "Credit Suisse shares sink to all-time low 📉",
+    "Hedge funds pile into short bets against regional banks",
+    "Disney to cut 7,000 jobs in cost-saving push",
+]
+
+
+FP32_PROB_TOL = 1e-3  # torch fp32 vs ONNX Runtime fp32: same weights, different kernels
+INT8_MIN_AGREEMENT = 0.9  # dynamic int8 vs fp32: share of identical labels on TEXTS,
+INT8_MEDIAN_TOL = 0.05  # median over texts of the largest probability difference,
+INT8_MAX_TOL = 0.4  # and the worst text (borderline topics can swing more than typical texts)
+
+
+def test_prediction_format(torch_clf, model_settings):
+    labels = read_labels(model_settings.artifact_dir)
+    version = read_config(model_settings.artifact_dir)["version"]
+    preds = torch_clf.predict(TEXTS[:5])
+    assert len(preds) == 5
+    for p in preds:
+        assert p.model_version == version == torch_clf.model_version
+        assert list(p.sentiment_scores) == list(labels.sentiment)
+        assert sum(p.sentiment_scores.values()) == pytest.approx(1.0, abs=1e-4)
+        assert p.sentiment == max(p.sentiment_scores, key=p.sentiment_scores.get)
+        assert len(p.topic_scores) == 3
+        assert [s for _, s in p.topic_scores] == sorted((s for _, s in p.topic_scores), reverse=True)
+        assert p.topic == p.topic_scores[0][0] and p.topic in labels.topic
+        assert p.explanation is None
+        d = p.to_dict()
+        assert set(d) == {"sentiment", "sentiment_scores", "topic", "topic_scores", "model_version"}
+        json.dumps(d)
+
+
+def test_order_and_batch_size_do_not_change_results(torch_clf):
+    whole = torch_clf.predict_proba(TEXTS)
+    perm = np.random.default_rng(0).permutation(len(TEXTS))
+    shuffled = torch_clf.predict_proba([TEXTS[i] for i in perm])
+    old = torch_clf.batch_size
+    try:
+        torch_clf.batch_size = 1
+        one_by_one = torch_clf.predict_proba(TEXTS[:12])
+    finally:
+        torch_clf.batch_size = old
+    for a, b, c in zip(whole, shuffled, one_by_one):
+        np.testing.assert_allclose(a[perm], b, atol=1e-5)
+        np.testing.assert_allclose(a[:12], c, atol=1e-4)
+
+
+def test_predictions_are_not_constant(torch_clf):
+    preds = torch_clf.predict(TEXTS)
+    assert len({p.sentiment for p in preds}) == 3
+    assert len({p.topic for p in preds}) >= 8
+
+
+def test_clear_cases_are_labelled_as_expected(torch_clf):
+    preds = torch_clf.predict([
+        "Tesla shares plunge 12% after disappointing deliveries",
+        "Nike reports record quarterly revenue, raises full-year outlook",
+        "Fed raises rates by 75 basis points, signals more hikes ahead",
+        "JPMorgan raises dividend to $1.05 per share",
+    ])
+    assert preds[0].sentiment == "negative"
+    assert preds[1].sentiment == "positive"
+    assert preds[2].topic == "Fed | Central Banks"
+    assert preds[3].topic == "Dividend"
+
+
+def test_text_beyond_max_length_is_truncated_not_rejected(torch_clf):
+    long = TEXTS[41] * 4  # far beyond 128 tokens
+    s_long, t_long = torch_clf.predict_proba([long])
+    s_more, t_more = torch_clf.predict_proba([long + " Shares collapse as the company files for bankruptcy."])
+    np.testing.assert_allclose(s_long, s_more, atol=1e-6)  # the tail past the cap is never seen
+    np.testing.assert_allclose(t_long, t_more, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "\n\t"])
+def test_empty_text_raises_value_error_naming_the_index(torch_clf, bad):
+    with pytest.raises(ValueError, match=r"index\(es\) \[1\]"):
+        torch_clf.predict(["fine", bad])
+
+
+def test_single_string_instead_of_list_is_rejected(torch_clf):
+    with pytest.raises(TypeError):
+        torch_clf.predict("Fed hikes")
+
+
+def test_embeddings_unit_length_and_semantic(torch_clf):
+    e = torch_clf.embed([
+        "Fed raises interest rates again",
+        "Central bank hikes rates by a quarter point",
+        "Apple launches a new iPhone",
+    ])
+    assert e.shape == (3, 384)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    assert e[0] @ e[1] > e[0] @ e[2]
+
+
+def test_torch_and_onnx_fp32_agree(torch_clf, onnx_clf):
+    assert onnx_clf.backend == "onnx"
+    ref, got = torch_clf.predict_proba(TEXTS), onnx_clf.predict_proba(TEXTS)
+    for r, g in zip(ref, got):
+        np.testing.assert_array_equal(r.argmax(1), g.argmax(1))
+        np.testing.assert_allclose(r, g, atol=FP32_PROB_TOL)
+    np.testing.assert_allclose(torch_clf.embed(TEXTS), onnx_clf.embed(TEXTS), atol=FP32_PROB_TOL)
+
+
+def test_onnx_int8_close_to_fp32(onnx_clf, int8_clf):
+    assert int8_clf.backend == "onnx-int8"
+    ref, got = onnx_clf.predict_proba(TEXTS), int8_clf.predict_proba(TEXTS)
+    for r, g in zip(ref, got):
+        agreement = float(np.mean(r.argmax(1) == g.argmax(1)))
+        assert agreement >= INT8_MIN_AGREEMENT
+        per_text = np.abs(r - g).max(axis=1)
+        assert np.median(per_text) <= INT8_MEDIAN_TOL
+        assert per_text.max() <= INT8_MAX_TOL
+        assert per_text.max() > 0  # really a different (quantized) model
+
+
+def test_explanations_only_for_negative_predictions(onnx_clf):
+    texts = TEXTS[:30]
+    preds = onnx_clf.predict(texts, explain=True)
+    negatives = [(t, p) for t, p in zip(texts, preds) if p.sentiment == "negative"]
+    assert negatives, "fixture texts should contain negative headlines"
+    for t, p in zip(texts, preds):
+        if p.sentiment != "negative":
+            assert p.explanation == []
+            continue
+        assert 1 <= len(p.explanation) <= 5
+        assert set(p.explanation) <= set(t.split())
+        # dropping the top word lowers P(negative): the explanation is faithful to the model
+        words = t.split()
+        words.remove(p.explanation[0])
+        reduced = onnx_clf.predict_proba([" ".join(words)])[0][0, 0]
+        assert reduced < p.sentiment_scores["negative"]
+        assert "explanation" in p.to_dict()
+
+
+def test_unknown_backend_is_rejected(model_settings):
+    from models.classifier import Classifier
+
+    with pytest.raises(ValueError, match="unknown backend"):
+        Classifier.from_settings(model_settings, backend="tpu")
+
+
+def test_auto_backend_follows_the_int8_decision(model_settings):
+    from models.backends.tensorrt_backend import availability
+    from models.classifier import auto_backend, int8_accepted
+
+    if availability() is None:
+        pytest.skip("TensorRT present: auto picks tensorrt")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present: auto picks torch fp16")
+    assert auto_backend(model_settings) == ("onnx-int8" if int8_accepted(model_settings.artifact_dir) else "onnx")

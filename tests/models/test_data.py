@@ -1,0 +1,104 @@
+"""Training data: label maps, stratified dev split, class weights, batching."""
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from models.data import (
+    IGNORE,
+    SENTIMENT_LABELS,
+    build_label_maps,
+    class_weights,
+    length_grouped_batches,
+    load_splits,
+    pad_batch,
+    stratified_split,
+)
+
+
+def _labels():
+    # 3 classes with very different sizes, including a tiny one
+    return ["a"] * 700 + ["b"] * 250 + ["c"] * 47 + ["d"] * 3
+
+
+def test_split_is_a_partition_of_all_rows():
+    labels = _labels()
+    train, dev = stratified_split(labels, 0.1, seed=7)
+    assert sorted(train + dev) == list(range(len(labels)))
+    assert not set(train) & set(dev)
+
+
+def test_split_keeps_each_class_share_in_dev():
+    labels = _labels()
+    _, dev = stratified_split(labels, 0.1, seed=7)
+    dev_counts = Counter(labels[i] for i in dev)
+    assert dev_counts["a"] == 70 and dev_counts["b"] == 25
+    assert dev_counts["c"] in (4, 5)
+    assert dev_counts["d"] == 1  # even a tiny class is represented in dev, and in train
+
+
+def test_split_is_deterministic_per_seed_and_changes_with_seed():
+    labels = _labels()
+    assert stratified_split(labels, 0.1, 1) == stratified_split(labels, 0.1, 1)
+    assert stratified_split(labels, 0.1, 1)[1] != stratified_split(labels, 0.1, 2)[1]
+
+
+def test_split_rejects_bad_fraction():
+    with pytest.raises(ValueError):
+        stratified_split(["a", "b"], 1.0, 0)
+
+
+def test_label_maps_fixed_sentiment_order_and_sorted_topics():
+    maps = build_label_maps(["positive", "negative", "neutral"], ["Macro", "IPO", "Fed | Central Banks", "IPO"])
+    assert maps.sentiment == SENTIMENT_LABELS == ("negative", "neutral", "positive")
+    assert maps.topic == ("Fed | Central Banks", "IPO", "Macro")
+    assert type(maps).from_json(maps.to_json()) == maps
+
+
+def test_label_maps_reject_unknown_sentiment():
+    with pytest.raises(ValueError, match="bullish"):
+        build_label_maps(["bullish"], ["Macro"])
+
+
+def test_load_splits_gives_each_example_exactly_one_task(tmp_path):
+    (tmp_path / "sentiment_train.csv").write_text(
+        "text,label\n" + "".join(f"s{i},{lab}\n" for i, lab in enumerate(["negative", "neutral", "positive"] * 10))
+    )
+    (tmp_path / "topic_train.csv").write_text(
+        "text,label\n" + "".join(f"t{i},\"{lab}\"\n" for i, lab in enumerate(["Macro", "IPO | New"] * 10))
+    )
+    sp = load_splits(tmp_path, 0.2, seed=3)
+    assert sp.labels.topic == ("IPO | New", "Macro")
+    assert len(sp.train) + len(sp.dev_sentiment) + len(sp.dev_topic) == 50
+    for e in sp.train:
+        assert (e.sentiment == IGNORE) != (e.topic == IGNORE)
+        assert e.text[0] == ("s" if e.sentiment != IGNORE else "t")
+    assert all(e.topic == IGNORE for e in sp.dev_sentiment)
+    assert all(e.sentiment == IGNORE for e in sp.dev_topic)
+    assert not {e.text for e in sp.train} & {e.text for e in sp.dev_sentiment + sp.dev_topic}
+
+
+def test_class_weights_favour_rare_classes_and_average_one():
+    w = class_weights([0] * 90 + [1] * 10 + [IGNORE] * 50, 2, power=0.5)
+    assert w[1] > w[0]
+    assert w.mean() == pytest.approx(1.0)
+    assert w[1] / w[0] == pytest.approx(3.0)  # sqrt(90/10)
+
+
+def test_length_grouped_batches_cover_every_row_once():
+    lengths = list(np.random.default_rng(0).integers(3, 90, size=1000))
+    batches = length_grouped_batches(lengths, 32, seed=1, group=5)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(1000))
+    assert all(len(b) <= 32 for b in batches)
+    # grouping by length: padding waste far below that of random batches
+    waste = sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in batches)
+    assert waste < 0.2 * sum(lengths)
+
+
+def test_pad_batch_pads_to_longest_row():
+    ids, mask = pad_batch([[101, 5, 102], [101, 102]])
+    assert ids.tolist() == [[101, 5, 102], [101, 102, 0]]
+    assert mask.tolist() == [[1, 1, 1], [1, 1, 0]]
