@@ -152,12 +152,14 @@ def print_summary(es, s: Settings, since: datetime) -> None:
                   f"{a['expected']:.1f}", f"{a['score']:.1f}")
     console.print(t)
     url = s.elasticsearch.url
-    console.print(f"""
+    # Plain print: commands must stay on one line to be copied.
+    print(f"""
 Try it yourself:
   curl -s '{url}/{alias}/_search?q=sentiment:negative&size=3&pretty'
   curl -s '{url}/{alias}/_count?pretty'
   curl -s -H 'Content-Type: application/json' '{url}/{alias}/_search?size=0&pretty' -d '{{"aggs":{{"t":{{"terms":{{"field":"ticker_symbols"}}}}}}}}'
   curl -s '{url}/{s.elasticsearch.alerts_index}/_search?pretty'
-Dashboards: with Docker, `docker compose up -d grafana` serves the dashboards in dashboards/ on
-http://localhost:3000 (admin/admin); or push them to your Grafana: `marketpulse dashboards push --url URL`.
+Dashboards: with Docker, `docker compose up -d grafana` serves the dashboards in dashboards/
+on http://localhost:3000 (admin/admin); or push them to your Grafana:
+  .venv/bin/marketpulse dashboards push --url URL --api-key KEY
 Stack stays up: `make down` stops Kafka and Elasticsearch.""")

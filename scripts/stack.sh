@@ -207,7 +207,12 @@ status() {
 case "${1:-}" in
   fetch) fetch_kafka; fetch_es ;;
   up) fetch_kafka; fetch_es; start_kafka; start_es; wait_ready ;;
-  down) stop_pid Elasticsearch "$(es_pidfile)"; stop_pid Kafka "$(kafka_pidfile)" ;;
+  down)
+    stop_pid Elasticsearch "$(es_pidfile)"; stop_pid Kafka "$(kafka_pidfile)"
+    # Nothing of this stack may outlive `down`: look for strays by their command lines.
+    strays="$(pgrep -f "kafka.Kafka $KAFKA_DIR/server.properties|-Djava.io.tmpdir=$ES_DATA_REAL/tmp" || true)"
+    [ -z "$strays" ] || die "processes still running after down: $strays"
+    ;;
   status) status ;;
   wait) wait_ready ;;
   reset) "$0" down; rm -rf "$KAFKA_DIR" "$ES_DATA_REAL" "$ES_DIR" ;;
