@@ -39,6 +39,9 @@ def create_app(settings: Settings, processor: "BatchProcessor") -> faust.App:
         topic_partitions=k.topics.partitions,
         topic_allow_declare=False,
         broker_commit_interval=1.0,
+        # Notice a restarted broker's partitions within half a minute (the default is 5 minutes).
+        consumer_metadata_max_age_ms=30_000,
+        producer_metadata_max_age_ms=30_000,
         stream_buffer_maxsize=max(4 * settings.batch.max_size, 256),
     )
     raw = app.topic(*k.topics.raw(), key_type=bytes, value_type=bytes)

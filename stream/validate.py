@@ -23,6 +23,8 @@ _DETAIL_MAX = 1000
 # Envelope allowance on top of the text limit: other fields, JSON escaping (up to 6 bytes per char).
 _BYTES_PER_CHAR = 6
 _ENVELOPE_BYTES = 64 * 1024
+# Serialized size budget for a dead letter's copy of the original (Kafka's default message limit is 1 MB).
+_ORIGINAL_MAX_JSON = 512 * 1024
 
 
 @dataclass(frozen=True)
@@ -142,7 +144,16 @@ def deadletter_record(
         text, encoding = data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(data).decode("ascii"), "base64"
-    return {
+    truncated = len(text) > _ORIGINAL_MAX_JSON // 6 and len(json.dumps(text)) > _ORIGINAL_MAX_JSON
+    if truncated:
+        # The dead letter must fit in one Kafka message, or sending it fails and stalls the partition.
+        # Only huge or heavily escaped records get here; source.offset still points at the full one.
+        head = data[: _ORIGINAL_MAX_JSON // 6]  # JSON escaping grows a character to at most 6 bytes
+        if encoding == "utf-8":
+            text = head.decode("utf-8", "ignore")  # at most a multi-byte character cut at the end
+        else:
+            text = base64.b64encode(head).decode("ascii")
+    out = {
         "reason": rejection.reason,
         "detail": rejection.detail,
         "source": {"topic": topic, "partition": partition, "offset": offset},
@@ -151,3 +162,6 @@ def deadletter_record(
         "original_size": len(data),
         "original": text,
     }
+    if truncated:
+        out["original_truncated"] = True
+    return out

@@ -1,0 +1,75 @@
+"""Elasticsearch unavailable for 60 s while records stream in: the sink keeps retrying with backoff,
+does not commit what was not acknowledged, and catches up by itself once Elasticsearch is back.
+
+The outage is a SIGSTOP/SIGCONT of the shared local Elasticsearch JVM: requests hang and time out as
+they do when a node is unreachable, and the node comes back in an instant instead of after a full
+restart (which would take minutes on two cores and block every other user of the stack).
+"""
+import time
+
+import pytest
+import yaml
+
+from stream.topics import ensure_topics
+from tests.support import (PacedProducer, ensure_stack_running, es_doc_count, es_ids, generated_records, paused,
+                           stack_pid, topic_end_total, wait_until)
+
+pytestmark = [pytest.mark.integration, pytest.mark.reliability]
+
+OUTAGE_S = 60
+N_RECORDS = 3000
+RATE = 30.0  # records/s: a 100 s stream that spans the outage
+
+
+@pytest.mark.timeout(480)
+def test_elasticsearch_down_for_a_minute_mid_stream_the_sink_resumes_by_itself_without_loss(isolated, es):
+    cfg = yaml.safe_load(isolated.config.read_text())
+    cfg["elasticsearch"]["request_timeout_s"] = 5.0  # fail fast and retry, rather than hang for 30 s
+    isolated.config.write_text(yaml.safe_dump(cfg))
+    s = type(isolated.settings).load(isolated.config)
+    ensure_topics(s.kafka)
+    alias = s.elasticsearch.index_prefix
+    records, valid, _ = generated_records(s, seed=51, n=N_RECORDS)
+    worker = isolated.start("worker")
+    sink = isolated.start("sink")
+    producer = PacedProducer(s.kafka.bootstrap, records, RATE)
+    producer.start()
+    try:
+        wait_until(lambda: es_doc_count(es, alias) >= 100, 240, what="the pipeline running")
+    except AssertionError:
+        pytest.fail(isolated.log_tail(worker, 60))
+    assert producer.is_alive(), "the stream ended before the outage: not mid-stream"
+
+    events_before = topic_end_total(s.kafka.bootstrap, s.kafka.topics.events)
+    try:
+        with paused(stack_pid("elasticsearch")):
+            time.sleep(OUTAGE_S)
+            # meanwhile the worker went on labeling into Kafka: only the sink depends on ES
+            events_during = topic_end_total(s.kafka.bootstrap, s.kafka.topics.events) - events_before
+    finally:
+        ensure_stack_running()
+    wait_until(lambda: es.cluster.health(wait_for_status="yellow", timeout="5s")["status"] != "red", 60,
+               what="Elasticsearch healthy again")
+    resumed_at = time.monotonic()
+    # mid-stream: the worker produced events while ES was away, and the producer is still sending
+    assert events_during > 0.5 * RATE * OUTAGE_S
+
+    producer.join(120)
+    assert producer.error is None and producer.acked >= len(records)
+    try:
+        wait_until(lambda: es_doc_count(es, alias) >= len(valid), 180, 1.0, what="every record in ES after the outage")
+    except AssertionError:
+        pytest.fail(f"{es_doc_count(es, alias)}/{len(valid)} in ES\nsink:\n{isolated.log_tail(sink, 60)}")
+    caught_up_s = time.monotonic() - resumed_at
+    time.sleep(2)
+
+    assert sink.poll() is None, isolated.log_tail(sink)  # the same sink process, never restarted
+    assert worker.poll() is None, isolated.log_tail(worker)
+    sink_log = isolated.log_tail(sink, 10_000)
+    retries = sink_log.count("bulk failed")
+    assert retries >= 2, sink_log[-3000:]  # it saw the outage and retried, with backoff (logged delays)
+    ids = es_ids(es, alias)
+    assert len(ids) == len(valid) and set(ids) == valid
+    print(f"\nRESULT es outage: ES paused {OUTAGE_S} s; worker labeled {events_during} events meanwhile; sink "
+          f"logged {retries} bulk retries and caught up {caught_up_s:.0f} s after ES resumed (stream still "
+          f"running); {len(ids)} documents = {len(valid)} records, 0 duplicates")
