@@ -15,7 +15,7 @@ import yaml
 import pytest
 
 from marketpulse.settings import Settings
-from tests.support import Isolated, isolated_overrides
+from tests.support import Isolated, cleanup_prefix, isolated_overrides
 
 REQUIRE_STACK = os.environ.get("MARKETPULSE_REQUIRE_STACK") == "1"
 
@@ -80,14 +80,4 @@ def isolated(tmp_path, unique, kafka_bootstrap, es):
     yield iso
     for proc in iso.procs:
         iso.stop(proc, signal.SIGKILL, timeout=10)
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        mine = [t for t in admin.list_topics() if t.startswith(p)]
-        if mine:
-            admin.delete_topics(mine)
-    finally:
-        admin.close()
-    es.options(ignore_status=404).indices.delete(index=f"{p}-*")
-    es.options(ignore_status=404).indices.delete_index_template(name=f"{p}-*")
+    cleanup_prefix(p, kafka_bootstrap, es)

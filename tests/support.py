@@ -28,6 +28,21 @@ def isolated_overrides(prefix: str, bootstrap: str, state_dir: Path) -> dict:
     }
 
 
+def cleanup_prefix(prefix: str, bootstrap: str, es) -> None:
+    """Deletes every topic, index and index template a test created under its prefix."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        mine = [t for t in admin.list_topics() if t.startswith(prefix)]
+        if mine:
+            admin.delete_topics(mine)
+    finally:
+        admin.close()
+    es.options(ignore_status=404).indices.delete(index=f"{prefix}-*")
+    es.options(ignore_status=404).indices.delete_index_template(name=f"{prefix}-*")
+
+
 @dataclass
 class Isolated:
     """Settings whose topics, groups and indices belong to one test only."""

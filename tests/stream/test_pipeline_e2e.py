@@ -99,12 +99,14 @@ def test_pipeline_labels_valid_records_deadletters_bad_ones_and_survives_a_worke
         assert hit["_index"] == f"{alias}-2026.11.23"
     assert any(t["symbol"] == "TSLA" for h in res["hits"]["hits"] for t in h["_source"]["tickers"])
 
-    # every malformed record dead-lettered once, with a reason and its original bytes
+    # every malformed record dead-lettered, with a reason and its original bytes
     c = KafkaConsumer(s.kafka.topics.deadletter, bootstrap_servers=s.kafka.bootstrap,
                       auto_offset_reset="earliest", consumer_timeout_ms=5000)
     dead = [json.loads(m.value) for m in c]
     c.close()
-    assert len(dead) == len(bad)
+    # at least once: a record re-read after the kill may be dead-lettered again, never lost
+    positions = {(d["source"]["topic"], d["source"]["partition"], d["source"]["offset"]) for d in dead}
+    assert len(positions) == len(bad)
     assert all(d["reason"] and d["source"]["topic"] == s.kafka.topics.raw_news for d in dead)
     assert {d["original_encoding"] for d in dead} == {"utf-8", "base64"}
     assert {d["reason"] for d in dead} >= {"not_json", "not_utf8", "schema", "empty_text", "oversize", "not_object"}

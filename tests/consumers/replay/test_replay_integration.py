@@ -24,7 +24,7 @@ from marketpulse.schemas import LabeledEvent
 from marketpulse.settings import Settings
 from stream.generate import Generator
 from stream.topics import ensure_topics
-from tests.support import isolated_overrides
+from tests.support import cleanup_prefix, isolated_overrides
 
 pytestmark = pytest.mark.integration
 
@@ -83,15 +83,7 @@ def stack(tmp_path_factory, kafka_bootstrap, es):
     producer.flush(); producer.close()
     yield {"settings": settings, "config": cfg, "events": events, "tmp": tmp, "prefix": p,
            "reference": live_reference(events, DetectorConfig.from_settings(settings.alerts))}
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    try:
-        mine = [t for t in admin.list_topics() if t.startswith(p)]
-        if mine:
-            admin.delete_topics(mine)
-    finally:
-        admin.close()
-    es.options(ignore_status=404).indices.delete(index=f"{p}-*")
-    es.options(ignore_status=404).indices.delete_index_template(name=f"{p}-*")
+    cleanup_prefix(p, kafka_bootstrap, es)
 
 
 def group_ids(admin: KafkaAdminClient) -> list[str]:
