@@ -55,6 +55,7 @@ class Alerter:
         self.monitor = SpikeMonitor(self.config)
         self.partitions: list[TopicPartition] = []
         self.fired: list[dict] = []
+        self._partition_time: dict[int, float] = {}  # latest event time read per partition
         self._last_event_wall = time.monotonic()
         self._last_snapshot = time.monotonic()
 
@@ -126,17 +127,21 @@ class Alerter:
     def poll_once(self, timeout_ms: int = 500) -> list[dict]:
         polled = self.consumer.poll(timeout_ms=timeout_ms)
         n = 0
-        for recs in polled.values():
+        for tp, recs in polled.items():
             for r in recs:
                 try:
-                    self.monitor.observe(json.loads(r.value))
+                    event = json.loads(r.value)
+                    self.monitor.observe(event)
+                    t = datetime.fromisoformat(event["published_at"]).timestamp()
+                    self._partition_time[tp.partition] = max(t, self._partition_time.get(tp.partition, t))
                     n += 1
                 except Exception as exc:  # the ES sink dead-letters these; the alerter skips them
                     log.warning("skipping unreadable event at %s:%d:%d (%s)", r.topic, r.partition, r.offset, exc)
         now = time.monotonic()
         if n:
             self._last_event_wall = now
-            alerts = self.monitor.advance()
+            watermark = self._watermark()
+            alerts = self.monitor.advance(watermark) if watermark is not None else []
         elif now - self._last_event_wall >= self.s.alerts.idle_flush_s and self.monitor.buckets.max_event_time:
             # A quiet stream must still close its last buckets: event time moves on with the clock.
             alerts = self.monitor.advance(self.monitor.buckets.max_event_time + (now - self._last_event_wall))
@@ -150,6 +155,19 @@ class Alerter:
                 log.warning("snapshot postponed: %s", exc)
                 self._last_snapshot = now
         return out
+
+    def _watermark(self) -> float | None:
+        """Event time every partition has reached: the slowest partition that still has a backlog.
+
+        Catching up on a backlog, one poll may bring minutes of one partition before another's;
+        taking the maximum event time would close buckets that the lagging partitions still feed.
+        """
+        ends = self.consumer.end_offsets(self.partitions)
+        lagging = [tp.partition for tp in self.partitions if self.consumer.position(tp) < ends[tp]]
+        if any(p not in self._partition_time for p in lagging):
+            return None  # a partition with a backlog was not read yet: its events may be older
+        times = [self._partition_time[p] for p in lagging] or list(self._partition_time.values())
+        return min(times) if lagging else max(times)
 
     def _publish(self, alert) -> dict:
         doc = alert.model_dump(mode="json")

@@ -131,7 +131,8 @@ class WebhookDispatcher:
                     q.task_done()
 
     def _deliver(self, client: httpx.Client, ep: WebhookEndpoint, alert: dict) -> None:
-        delivery_id = f"{alert['id']}:{hashlib.sha1(ep.url.encode()).hexdigest()[:8]}"
+        # An escalation re-sends the same alert id: it is a delivery of its own.
+        delivery_id = f"{alert['id']}:{alert.get('status', 'opened')}:{hashlib.sha1(ep.url.encode()).hexdigest()[:8]}"
         body = json.dumps(render(alert, ep.format), default=str).encode()
         secret = ep.secret.get_secret_value() if ep.secret else self.default_secret
         for attempt in range(1, ep.max_attempts + 1):
