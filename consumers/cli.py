@@ -6,17 +6,11 @@ from pathlib import Path
 import typer
 
 
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML settings file")
+from marketpulse.cli_options import ConfigOpt, load_settings
 
 
 def _settings(config: Path | None):
-    import logging
-
-    from marketpulse.settings import Settings
-
-    s = Settings.load(config) if config else Settings()
-    logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return s
+    return load_settings(config, configure_logging=True)
 
 
 def _run_until_signalled(run) -> None:
@@ -73,14 +67,12 @@ def register(app: typer.Typer) -> None:
                                                       "[settings: alerts.cooldown_buckets]"),
         min_volume: float | None = typer.Option(None, help="smallest value that may alert "
                                                           "[settings: alerts.min_volume]"),
-        config: Path | None = typer.Option(None, "--config", "-c", help="YAML settings file"),
+        config: Path | None = ConfigOpt,
     ) -> None:
         """Backtest the spike detector on a count series (any regular interval, inferred)."""
         from consumers.alerting.config import DetectorConfig
         from consumers.alerting.series import SeriesError, run_detect
-        from marketpulse.settings import Settings
-
-        settings = Settings.load(config) if config else Settings()
+        settings = load_settings(config)
         alerts = settings.alerts
         # A --threshold above the critical level moves it along, so every alert is then critical.
         critical = max(alerts.critical_threshold, threshold) if threshold is not None else None

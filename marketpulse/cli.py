@@ -10,18 +10,13 @@ from pathlib import Path
 
 import typer
 
-from marketpulse.settings import Settings
+from marketpulse.cli_options import ConfigOpt, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Real-time market-sentiment risk monitor.")
 schemas_app = typer.Typer(no_args_is_help=True, help="Event schemas.")
 app.add_typer(schemas_app, name="schemas")
 
 
-def load_settings(config: Path | None) -> Settings:
-    return Settings.load(config) if config else Settings()
-
-
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML settings file (else MARKETPULSE_CONFIG / env vars)")
 
 
 @schemas_app.command("export")

@@ -11,13 +11,7 @@ from typing import Optional
 
 import typer
 
-from marketpulse.settings import Settings
-
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML settings file (else MARKETPULSE_CONFIG / env vars)")
-
-
-def _settings(config: Optional[Path]) -> Settings:
-    return Settings.load(config) if config else Settings()
+from marketpulse.cli_options import ConfigOpt, load_settings as _settings
 
 
 def register(app: typer.Typer) -> None:

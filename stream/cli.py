@@ -1,20 +1,16 @@
 """`marketpulse` subcommands of the stream room: topics, worker, produce, generate."""
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import typer
 
-from marketpulse.settings import Settings
-
-ConfigOpt = typer.Option(None, "--config", "-c", help="YAML settings file")
+from marketpulse.cli_options import ConfigOpt, load_settings
 
 
-def _settings(config: Path | None) -> Settings:
-    s = Settings.load(config) if config else Settings()
-    logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    return s
+
+def _settings(config: Path | None):
+    return load_settings(config, configure_logging=True)
 
 
 def register(app: typer.Typer) -> None:

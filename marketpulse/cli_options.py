@@ -1,0 +1,19 @@
+"""What every `marketpulse` command shares: the --config option and how settings are loaded."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from marketpulse.settings import Settings
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="YAML settings file (else MARKETPULSE_CONFIG / env vars)")
+
+
+def load_settings(config: Path | None, configure_logging: bool = False) -> Settings:
+    """Settings from --config (or env/MARKETPULSE_CONFIG); long-running commands also set up logging."""
+    s = Settings.load(config)
+    if configure_logging:
+        logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return s
