@@ -1,12 +1,21 @@
 """`marketpulse` subcommands of the consumers room."""
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 
 import typer
 
 
 from marketpulse.cli_options import ConfigOpt, load_settings
+
+
+class _Aggregate(str, Enum):
+    """`detect --aggregate`: how rows with the same timestamp are merged (and so the series kind)."""
+
+    auto = "auto"
+    sum = "sum"
+    mean = "mean"
 
 
 def _settings(config: Path | None):
@@ -61,7 +70,12 @@ def register(app: typer.Typer) -> None:
     @app.command("detect")
     def detect(
         input: Path = typer.Option(..., "--input", "-i", help="CSV with timestamp,value (optional total) columns"),
-        output: Path = typer.Option(..., "--output", "-o", help="CSV to write: timestamp,value,score,alert"),
+        output: Path = typer.Option(..., "--output", "-o", help="CSV to write: timestamp,value,score,alert,"
+                                                              "severity,filled"),
+        aggregate: _Aggregate = typer.Option(
+            _Aggregate.auto, "--aggregate",
+            help="rows with the same timestamp: 'sum' (a count series; short gaps are zero-filled), 'mean' "
+                 "(a level series; gaps stay gaps), or 'auto' (sum iff every value is a non-negative integer)"),
         threshold: float | None = typer.Option(None, help="score that opens an alert [settings: alerts.threshold]"),
         cooldown: int | None = typer.Option(None, help="buckets after an incident with no new alert "
                                                       "[settings: alerts.cooldown_buckets]"),
@@ -69,7 +83,7 @@ def register(app: typer.Typer) -> None:
                                                           "[settings: alerts.min_volume]"),
         config: Path | None = ConfigOpt,
     ) -> None:
-        """Backtest the spike detector on a count series (any regular interval, inferred)."""
+        """Backtest the spike detector on a series (sorted, duplicates merged, interval inferred)."""
         from consumers.alerting.config import DetectorConfig
         from consumers.alerting.series import SeriesError, run_detect
         settings = load_settings(config)
@@ -86,11 +100,13 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: input file {input} does not exist", err=True)
             raise typer.Exit(2)
         try:
-            rows, alerts, interval = run_detect(input, output, cfg)
+            result = run_detect(input, output, cfg, aggregate=aggregate.value)
         except SeriesError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
-        typer.echo(f"{rows} rows, interval {interval}s, {alerts} alert(s) -> {output}")
+        for line in result.summary.lines():
+            typer.echo(line, err=True)
+        typer.echo(f"{result.rows} rows, interval {result.interval_s}s, {result.alerts} alert(s) -> {output}")
 
     @app.command("replay")
     def replay(

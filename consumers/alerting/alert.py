@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from consumers.alerting.buckets import Amplification as AmplificationStats
 from consumers.alerting.buckets import Contributor, KeyType, key_type, key_value
 
 EVENTS_ALIAS = "marketpulse-events"
@@ -33,6 +34,29 @@ class TopEvent(BaseModel):
     published_at: datetime
 
 
+class AmplifiedRoot(BaseModel):
+    """An original story whose copies are in the bucket."""
+
+    id: str = Field(..., description="id of the original story; its copies have duplicate_of = this id")
+    copies: int = Field(..., description="copies of it in the bucket, counted or not")
+    authors: int = Field(..., description="distinct authors (feeds, when there is no author) whose copy counted")
+    text: str = Field(..., description="title or text of its earliest copy in the bucket")
+
+
+class Amplification(BaseModel):
+    """Near-duplicate copies (retweets, syndication) in the bucket that produced the record.
+
+    Each author, or feed without an author, adds at most one copy per bucket and key; the k-th
+    counted copy of a story weighs 1/sqrt(k + 1) of an original."""
+
+    copies: int = Field(..., description="near-duplicate copies of any story")
+    authors: int = Field(..., description="copies that counted: one per distinct author or feed")
+    ignored: int = Field(..., description="copies from an author or feed whose copy already counted in the bucket")
+    weight: float = Field(..., description="negative volume the copies added (included in observed)")
+    total_weight: float = Field(..., description="total volume the copies added (included in total_volume)")
+    top_roots: list[AmplifiedRoot] = Field([], description="the most amplified stories, most counted authors first")
+
+
 class Alert(BaseModel):
     id: str
     key: str = Field(..., description="ticker:AAPL, topic:Earnings or market")
@@ -47,7 +71,9 @@ class Alert(BaseModel):
     expected_share: float | None = None
     score: float
     severity: Literal["warning", "critical"]
-    top_events: list[TopEvent] = []
+    top_events: list[TopEvent] = Field([], description="strongest negative original events (not copies)")
+    amplification: Amplification | None = Field(
+        None, description="what near-duplicate copies added to the bucket; None when there were none")
     es_query: dict[str, Any] = Field(..., description=f"search body for the {EVENTS_ALIAS} alias")
     drilldown: str = Field(..., description="the same filter as a Lucene query string")
 
@@ -84,7 +110,8 @@ def lucene_query(key: str, start: datetime, end: datetime) -> str:
 def build_alert(*, key: str, incident_start: float, window_end: float, observed: float, expected: float,
                 score: float, severity: Literal["warning", "critical"], status: Literal["opened", "escalated"],
                 contributors: list[Contributor], total: float | None = None,
-                expected_share: float | None = None, drilldown_from: float | None = None) -> Alert:
+                expected_share: float | None = None, drilldown_from: float | None = None,
+                amplification: AmplificationStats | None = None) -> Alert:
     start, end = _as_datetime(incident_start), _as_datetime(window_end)
     query_start = _as_datetime(drilldown_from) if drilldown_from is not None else start
     return Alert(
@@ -103,6 +130,18 @@ def build_alert(*, key: str, incident_start: float, window_end: float, observed:
         severity=severity,
         top_events=[TopEvent(id=c.id, source=c.source, source_name=c.source_name, text=c.text,
                              weight=c.weight, published_at=_as_datetime(c.published_at)) for c in contributors],
+        amplification=_amplification(amplification),
         es_query=es_query(key, query_start, end),
         drilldown=lucene_query(key, query_start, end),
+    )
+
+
+def _amplification(amp: AmplificationStats | None) -> Amplification | None:
+    if amp is None or not amp.copies:
+        return None
+    return Amplification(
+        copies=amp.copies, authors=amp.authors, ignored=amp.ignored,
+        weight=round(amp.negative, 4), total_weight=round(amp.total, 4),
+        top_roots=[AmplifiedRoot(id=r.id, copies=r.copies, authors=r.authors, text=r.text)
+                     for r in amp.top_roots],
     )

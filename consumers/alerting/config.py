@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, Literal
 
 from marketpulse.settings import AlertSettings
 
@@ -44,6 +44,9 @@ class DetectorConfig:
     # Time-of-day profile: slot length and how many days its running mean remembers.
     season_slot_s: int = 1800
     season_days: float = 3.0
+    # "count": non-negative event counts (mentions per bucket; a missing bucket is 0).
+    # "level": any other measurement (latency, CPU %, price); a missing bucket is unknown.
+    series_kind: Literal["count", "level"] = "count"
     # Windowing.
     allowed_lateness_s: int = 15
     max_contributors: int = 5
@@ -62,6 +65,8 @@ class DetectorConfig:
             raise ValueError("burst_max_buckets and freeze_max_buckets must be >= 0")
         if self.season_slot_s < 1 or self.season_days <= 0:
             raise ValueError("season_slot_s >= 1 and season_days > 0 are required")
+        if self.series_kind not in ("count", "level"):
+            raise ValueError("series_kind must be 'count' or 'level'")
         if self.allowed_lateness_s < 0 or self.max_contributors < 0:
             raise ValueError("allowed_lateness_s and max_contributors must be >= 0")
 

@@ -28,7 +28,8 @@ class SpikeMonitor:
         self.idle: dict[str, int] = {}
 
     def observe(self, event: EventLike | dict[str, Any]) -> bool:
-        """Count one labeled event. False if it was too late, a duplicate or a redelivery."""
+        """Count one labeled event (a near-duplicate as amplification). False if it was too late
+        or a redelivery."""
         if isinstance(event, dict):
             from marketpulse.schemas import LabeledEvent
 
@@ -70,8 +71,9 @@ class SpikeMonitor:
                     total=stats.total,
                     expected_share=step.expected_share,
                     drilldown_from=bucket.start,
+                    amplification=stats.amplification(self.config.max_contributors),
                 ))
-            self.idle[key] = 0 if stats.events else self.idle.get(key, 0) + 1
+            self.idle[key] = 0 if stats.events or stats.copies else self.idle.get(key, 0) + 1
             if self.idle[key] >= self.config.baseline_buckets and not det.active:
                 # Its whole baseline is empty: a fresh detector would behave the same.
                 del self.detectors[key], self.idle[key]

@@ -56,15 +56,16 @@ def test_empty_buckets_between_events_are_emitted_in_order(make_event):
     assert buckets[1].stats == {} and buckets[2].stats == {}
 
 
-def test_duplicates_and_redeliveries_add_nothing(make_event):
+def test_redeliveries_add_nothing(make_event):
     agg = BucketAggregator(B)
     assert agg.add(make_event("a", 1))
     assert not agg.add(make_event("a", 1))  # redelivery of the same event
-    assert not agg.add(make_event("b", 2, duplicate_of="a"))  # syndicated copy
+    assert agg.add(make_event("b", 2, duplicate_of="a", source="social"))  # a copy: amplification
+    assert not agg.add(make_event("b", 2, duplicate_of="a", source="social"))  # and its redelivery
     [bucket] = closed(agg, START + 60)
     assert bucket.stats["market"].events == 1
-    assert bucket.stats["market"].total == 1.0
-    assert agg.duplicates_ignored == 2
+    assert bucket.stats["market"].amplification().copies == 1
+    assert agg.duplicates_ignored == 2 and agg.copies == 1
 
 
 def test_ticker_volume_is_weighted_by_relevance_and_p_negative(make_event):

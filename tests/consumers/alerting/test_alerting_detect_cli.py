@@ -41,7 +41,7 @@ def test_one_output_row_per_input_row_with_a_0_1_alert_column(tmp_path):
     res = runner.invoke(app, ["detect", "--input", str(src), "--output", str(out)])
     assert res.exit_code == 0, res.output
     rows = read_output(out)
-    assert list(rows[0]) == ["timestamp", "value", "score", "alert"]
+    assert list(rows[0]) == ["timestamp", "value", "score", "alert", "severity", "filled"]
     assert len(rows) == 300 and [r["timestamp"] for r in rows] == ts
     assert {r["alert"] for r in rows} <= {"0", "1"}
     assert [i for i, r in enumerate(rows) if r["alert"] == "1"] == [200]
@@ -73,21 +73,129 @@ def test_config_file_settings_are_used(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("rows", "header", "message"),
+    ("rows", "header", "args", "message"),
     [
-        ([("2024-01-09T14:00:00Z", "3")], ("time", "value"), "missing column(s) timestamp"),
-        ([(0, "3"), (60, "x")], ("timestamp", "value"), "row 3: value 'x' is not a number"),
-        ([(0, "3"), ("yesterday", "4")], ("timestamp", "value"), "row 3: timestamp 'yesterday'"),
-        ([(0, "3"), (60, "-2")], ("timestamp", "value"), "row 3: value '-2' must be"),
-        ([(60, "3"), (0, "4")], ("timestamp", "value"), "row 3: timestamp '0' is not after"),
-        ([], ("timestamp", "value"), "no data rows"),
+        ([("2024-01-09T14:00:00Z", "3")], ("time", "value"), [], "missing column(s) timestamp"),
+        ([(0, "3"), (60, "x")], ("timestamp", "value"), [], "row 3: value 'x' is not a number"),
+        ([(0, "3"), (60, "nan")], ("timestamp", "value"), [], "row 3: value 'nan' is not a finite number"),
+        ([(0, "3"), (60, "inf")], ("timestamp", "value"), [], "row 3: value 'inf' is not a finite number"),
+        ([(0, "3"), ("yesterday", "4")], ("timestamp", "value"), [], "row 3: timestamp 'yesterday'"),
+        ([(0, "3"), (60, "-2")], ("timestamp", "value"), ["--aggregate", "sum"], "row 3: value '-2' is negative"),
+        ([], ("timestamp", "value"), [], "no data rows (only a header)"),
     ],
 )
-def test_bad_input_fails_with_a_clear_message(tmp_path, rows, header, message):
+def test_bad_input_fails_with_a_clear_message(tmp_path, rows, header, args, message):
     src = write_series(tmp_path / "bad.csv", [r[0] for r in rows], [r[1] for r in rows], header=header)
-    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(tmp_path / "a.csv")])
-    assert res.exit_code != 0
-    assert message in res.output
+    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(tmp_path / "a.csv"), *args])
+    assert res.exit_code == 2
+    assert message in res.stderr
+
+
+def test_an_unknown_aggregate_is_refused(tmp_path):
+    src = write_series(tmp_path / "s.csv", [60 * i for i in range(300)], spiky_values())
+    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(tmp_path / "a.csv"), "--aggregate", "median"])
+    assert res.exit_code == 2
+    assert "--aggregate" in res.output
+
+
+# -- real exports: unsorted, duplicated, gappy -----------------------------------------------------
+
+def test_a_shuffled_export_with_counts_split_over_duplicate_rows_gives_the_tidy_result(tmp_path):
+    ts, vals = [60 * i for i in range(300)], spiky_values()
+    tidy_out = tmp_path / "tidy_out.csv"
+    runner.invoke(app, ["detect", "-i", str(write_series(tmp_path / "tidy.csv", ts, vals)), "-o", str(tidy_out)])
+    # Every bucket's count split over two rows (sum = the count), then the rows shuffled.
+    rows = [(t, v // 2) for t, v in zip(ts, vals)] + [(t, v - v // 2) for t, v in zip(ts, vals)]
+    order = np.random.default_rng(1).permutation(len(rows))
+    src = write_series(tmp_path / "messy.csv", [rows[i][0] for i in order], [rows[i][1] for i in order])
+    out = tmp_path / "a.csv"
+    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    got = read_output(out)
+    assert [int(r["timestamp"]) for r in got] == ts
+    assert [int(r["value"]) for r in got] == vals
+    assert got == read_output(tidy_out)
+    assert "300 duplicate timestamps merged (sum of 600 rows)" in res.stderr
+
+
+def test_duplicate_timestamps_are_averaged_with_aggregate_mean(tmp_path):
+    ts = [60 * i for i in range(300)] + [60]
+    vals = spiky_values() + [0]
+    src = write_series(tmp_path / "s.csv", ts, vals)
+    out = tmp_path / "a.csv"
+    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(out), "--aggregate", "mean"])
+    assert res.exit_code == 0, res.output
+    assert read_output(out)[1]["value"] == f"{vals[1] / 2:g}"
+    assert "level series (aggregate mean), duplicates averaged" in res.stderr
+
+
+def test_summary_of_the_fixes_goes_to_stderr_and_the_result_line_to_stdout(tmp_path):
+    ts = [60 * i for i in range(300)]
+    ts[10], ts[11] = ts[11], ts[10]
+    src = write_series(tmp_path / "s.csv", ts, spiky_values())
+    out = tmp_path / "a.csv"
+    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert res.stderr.splitlines() == [
+        "series: 300 rows read; count series (auto: all values are non-negative integers), "
+        "duplicates summed",
+        "fixed: 1 out-of-order row sorted",
+    ]
+    assert res.stdout == f"300 rows, interval 60s, 1 alert(s) -> {out}\n"
+
+
+def test_missing_count_buckets_are_written_as_zero_and_marked_filled(tmp_path):
+    start = datetime(2024, 1, 9, 14, 0, tzinfo=timezone.utc)
+    keep = [i for i in range(300) if i not in (50, 51, 52)]
+    vals = spiky_values()
+    src = write_series(tmp_path / "s.csv", [(start + timedelta(minutes=i)).isoformat() for i in keep],
+                       [vals[i] for i in keep])
+    out = tmp_path / "a.csv"
+    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = read_output(out)
+    assert len(rows) == 300
+    filled = [(i, r["timestamp"], r["value"]) for i, r in enumerate(rows) if r["filled"] == "1"]
+    assert filled == [(i, (start + timedelta(minutes=i)).isoformat(), "0") for i in (50, 51, 52)]
+    assert "1 gap zero-filled (3 buckets)" in res.stderr
+    assert res.stdout.startswith("300 rows, interval 60s")
+
+
+def test_gaps_in_a_level_series_stay_gaps(tmp_path):
+    # CPU utilisation in percent: a level series; the missing minutes are unknown, not 0 %.
+    cpu = np.round(40 + np.random.default_rng(2).normal(0, 2, 300), 3)
+    keep = [i for i in range(300) if not 100 <= i < 110]
+    src = write_series(tmp_path / "s.csv", [60 * i for i in keep], [float(cpu[i]) for i in keep])
+    out = tmp_path / "a.csv"
+    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = read_output(out)
+    assert [int(r["timestamp"]) for r in rows] == [60 * i for i in keep]
+    assert {r["filled"] for r in rows} == {"0"}
+    assert "level series" in res.stderr and "1 gap left (largest 11m)" in res.stderr
+
+
+# -- the output file -------------------------------------------------------------------------------
+
+def test_output_lines_end_with_a_bare_newline(tmp_path):
+    src = write_series(tmp_path / "s.csv", [60 * i for i in range(300)], spiky_values())
+    out = tmp_path / "a.csv"
+    assert runner.invoke(app, ["detect", "-i", str(src), "-o", str(out)]).exit_code == 0
+    data = out.read_bytes()
+    assert b"\r" not in data
+    assert data.count(b"\n") == 301 and data.endswith(b"\n")
+
+
+def test_severity_column_names_the_open_incidents_level(tmp_path):
+    src = write_series(tmp_path / "s.csv", [60 * i for i in range(300)], spiky_values())
+    out = tmp_path / "a.csv"
+    assert runner.invoke(app, ["detect", "-i", str(src), "-o", str(out)]).exit_code == 0
+    rows = read_output(out)
+    assert {r["severity"] for r in rows} <= {"", "warning", "critical"}
+    assert all(r["severity"] == "" for r in rows[:200])  # no incident before the spike
+    assert rows[200]["alert"] == "1" and rows[200]["severity"] in ("warning", "critical")
+    open_rows = [i for i, r in enumerate(rows) if r["severity"]]
+    assert open_rows == list(range(200, 200 + len(open_rows)))  # one incident, while it is open
 
 
 def test_missing_input_file_is_an_error(tmp_path):
