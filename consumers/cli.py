@@ -76,23 +76,21 @@ def register(app: typer.Typer) -> None:
             _Aggregate.auto, "--aggregate",
             help="rows with the same timestamp: 'sum' (a count series; short gaps are zero-filled), 'mean' "
                  "(a level series; gaps stay gaps), or 'auto' (sum iff every value is a non-negative integer)"),
-        threshold: float | None = typer.Option(None, help="score that opens an alert [settings: alerts.threshold]"),
-        cooldown: int | None = typer.Option(None, help="buckets after an incident with no new alert "
-                                                      "[settings: alerts.cooldown_buckets]"),
-        min_volume: float | None = typer.Option(None, help="smallest value that may alert "
-                                                          "[settings: alerts.min_volume]"),
+        threshold: float | None = typer.Option(None, help="evidence (decades) that opens an alert [3.0]"),
+        cooldown: int | None = typer.Option(None, help="rows after an alert with no new one [100]"),
+        min_volume: float | None = typer.Option(None, help="count series: smallest value that may alert [5]"),
         config: Path | None = ConfigOpt,
     ) -> None:
-        """Backtest the spike detector on a series (sorted, duplicates merged, interval inferred)."""
-        from consumers.alerting.config import DetectorConfig
+        """Find anomalies in a series with the shape detector (sorted, duplicates merged, interval inferred)."""
         from consumers.alerting.series import SeriesError, run_detect
-        settings = load_settings(config)
-        alerts = settings.alerts
+        from consumers.alerting.shape_detector import ShapeConfig
+        load_settings(config)  # a broken --config file is still an error here
+        base = ShapeConfig()
         # A --threshold above the critical level moves it along, so every alert is then critical.
-        critical = max(alerts.critical_threshold, threshold) if threshold is not None else None
+        critical = max(base.critical_threshold, threshold) if threshold is not None else None
         try:
-            cfg = DetectorConfig.from_settings(alerts, threshold=threshold, critical_threshold=critical,
-                                               cooldown_buckets=cooldown, min_volume=min_volume)
+            cfg = base.with_(threshold=threshold, critical_threshold=critical, cooldown_buckets=cooldown,
+                             min_volume=min_volume)
         except ValueError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None

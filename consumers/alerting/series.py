@@ -6,9 +6,11 @@ Real exports are rarely tidy, so the rows are cleaned before the detector sees t
 * rows with the same timestamp are merged: summed for a count series, averaged for a level
   series. ``aggregate="auto"`` treats the series as counts iff every value is a non-negative
   integer; ``"sum"`` / ``"mean"`` force count / level;
-* gaps (missing intervals on the inferred grid) stay gaps, except in a count series, where a
-  missing bucket means "nothing happened" and is filled with a 0 row (``filled=True``) as long as
-  the gap is short (``max_fill_s``, ``max_fill_buckets``);
+* gaps (missing intervals on the inferred grid) stay gaps, except in a sparse count series (one
+  that reports zeros itself), where a missing bucket means "nothing happened" and is filled with
+  a 0 row (``filled=True``) as long as the gap is short (``max_fill_s``, ``max_fill_buckets``).
+  A count series that never reports 0 (vehicles per interval, requests per minute) is not sparse:
+  its missing rows are missing data, and zeros there would be alerts about nothing;
 * ``CleanSummary`` records what was fixed, for the user to check.
 """
 from __future__ import annotations
@@ -21,8 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal
 
-from consumers.alerting.config import DetectorConfig
-from consumers.alerting.detector import DetectorStep, SpikeDetector
+from consumers.alerting.shape_detector import ShapeConfig, ShapeDetector, ShapeStep
 
 Aggregate = Literal["auto", "sum", "mean"]
 SeriesKind = Literal["count", "level"]
@@ -270,6 +271,7 @@ def clean_series(rows: list[SeriesRow], aggregate: Aggregate = "auto", *, max_fi
     interval = infer_interval([r.timestamp for r in merged])
 
     sample = merged[0].timestamp_raw
+    sparse = kind == "count" and any(r.value == 0 for r in merged)
     zero_total = 0.0 if any(r.total is not None for r in merged) else None
     cleaned: list[SeriesRow] = [merged[0]]
     gaps = missing = gaps_filled = zero_filled = 0
@@ -281,7 +283,7 @@ def clean_series(rows: list[SeriesRow], aggregate: Aggregate = "auto", *, max_fi
             gaps += 1
             missing += lost
             largest = max(largest, span)
-            if kind == "count" and span <= max_fill_s and lost <= max_fill_buckets:
+            if sparse and span <= max_fill_s and lost <= max_fill_buckets:
                 gaps_filled += 1
                 zero_filled += lost
                 for j in range(1, lost + 1):
@@ -308,9 +310,9 @@ def read_series(path: Path, aggregate: Aggregate = "auto", *, max_fill_s: float 
     return clean_series(read_rows(path), aggregate, max_fill_s=max_fill_s, max_fill_buckets=max_fill_buckets)
 
 
-def detect_series(rows: list[SeriesRow], config: DetectorConfig) -> Iterator[tuple[SeriesRow, DetectorStep]]:
+def detect_series(rows: list[SeriesRow], config: ShapeConfig) -> Iterator[tuple[SeriesRow, ShapeStep]]:
     """One detector step per row, in the given (time) order."""
-    det = SpikeDetector(config)
+    det = ShapeDetector(config)
     for row in rows:
         try:
             step = det.update(row.timestamp, row.value, row.total)
@@ -320,11 +322,11 @@ def detect_series(rows: list[SeriesRow], config: DetectorConfig) -> Iterator[tup
         yield row, step
 
 
-def run_detect(input_path: Path, output_path: Path, config: DetectorConfig,
+def run_detect(input_path: Path, output_path: Path, config: ShapeConfig,
                aggregate: Aggregate = "auto") -> DetectResult:
     """Write timestamp,value,score,alert,severity,filled: one row per cleaned row, in time order."""
     series = read_series(input_path, aggregate)
-    config = config.with_(bucket_s=series.interval_s, series_kind=series.kind)
+    config = config.with_(series_kind=series.kind)
     alerts = 0
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with output_path.open("w", newline="") as f:

@@ -1,0 +1,374 @@
+"""Shape detector: an anomaly detector for any series, driven one bucket at a time.
+
+What ``marketpulse detect`` runs. It learns each series' own scale and shape instead of assuming
+a noise model, so the same defaults hold for mention counts, latencies, CPU percentages and
+prices (measured on the NAB corpus of real series, see docs/alerting.md):
+
+1. **Shapes at several scales.** For each length L in ``shape_lengths`` (1, 8 and 24 buckets by
+   default) the last L values form a sub-sequence. Its nonconformity is the mean distance to its
+   ``neighbours`` nearest sub-sequences in the key's history (the last ``baseline_buckets``
+   values; windows overlapping the current one are excluded), divided by the history's 5-95 %
+   range. L = 1 sees values never seen before (spikes, level shifts), longer windows see
+   changed shapes (a missing daily peak, a flat stretch, a slow ramp). A daily or weekly rhythm
+   in the history is part of "normal" without a seasonal model.
+2. **Calibrated against its own past.** Each scale's nonconformity is turned into a tail
+   probability against the history of that scale's own nonconformities: the values above their
+   ``tail_quantile`` are fitted with an exponential tail (peaks over threshold). A series whose
+   shapes are always erratic therefore needs a far larger deviation than a calm one, which is
+   what stops a noisy real series from crying wolf.
+3. **Score** = ``-log10`` of the product of the scales' tail probabilities (evidence in decades):
+   surprising at several scales at once is stronger evidence than at one.
+4. **Negative share.** When the bucket's total volume is known (the live alerter), a burst of
+   chatter with an ordinary sentiment mix is not an incident: unless the negative share is also
+   unusual (robust z >= ``share_threshold`` against the key's own share history) the score is
+   capped at the share's own evidence.
+5. **Incidents.** One opens at ``score >= threshold`` (after warm-up; count series need at least
+   ``min_volume``), stays open while ``score >= clear_threshold``, escalates once at
+   ``critical_threshold``; no new one opens within ``cooldown_buckets`` of the last opening.
+   One incident gives one alert (plus at most one escalation).
+
+Count series go through the Anscombe transform ``2*sqrt(x + 3/8)`` first, so Poisson noise has
+the same spread at every level. Memory per key is bounded (``baseline_buckets`` values and as
+many scores per scale); all state is plain numbers, so ``to_dict`` is JSON-safe and
+``from_dict`` resumes with bit-identical outputs.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime
+from typing import Any, Literal
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.special import log_ndtr
+
+from consumers.alerting.detector import _robust, anscombe, to_epoch
+
+Severity = Literal["warning", "critical"]
+STATE_VERSION = 1
+LOG10 = math.log(10.0)
+
+
+@dataclass(frozen=True)
+class ShapeConfig:
+    """The shape detector's knobs; the defaults are the ones measured on the NAB dev corpus."""
+
+    # "count": non-negative event counts (Anscombe-transformed); "level": any other measurement.
+    series_kind: Literal["count", "level"] = "count"
+    # History each series learns from, in buckets (bounded memory per series).
+    baseline_buckets: int = 3000
+    warmup_buckets: int = 15
+    # Count series only: the smallest value that may open an incident.
+    min_volume: float = 5.0
+    # Scores are evidence in decades: -log10 of the product of the scales' tail probabilities.
+    threshold: float = 3.0
+    critical_threshold: float = 6.0
+    clear_threshold: float = 1.0
+    # Buckets after an opening in which no new incident opens (and the longest an incident lasts).
+    cooldown_buckets: int = 100
+    # With a total volume: the negative share must also be this unusual (robust z).
+    share_threshold: float = 2.0
+    # Sub-sequence lengths (buckets) whose shapes are compared with the history: 1 sees new
+    # values, longer ones changed shapes; nearest neighbours averaged per comparison.
+    shape_lengths: tuple[int, ...] = (1, 8, 24)
+    neighbours: int = 3
+    # Shapes are compared once the history holds this many buckets: nearest neighbours among a
+    # handful of windows say little, and such early scores would distort the calibration.
+    min_history: int = 100
+    # Each scale's nonconformity is calibrated on its own history: an exponential tail above
+    # this quantile, once at least min_score_history scores exist.
+    tail_quantile: float = 0.97
+    min_score_history: int = 50
+    # Buckets between refreshes of the history's 5-95 % range (the distance scale).
+    rescale_every: int = 25
+
+    def __post_init__(self) -> None:
+        if self.series_kind not in ("count", "level"):
+            raise ValueError("series_kind must be 'count' or 'level'")
+        if self.baseline_buckets < 4 or self.warmup_buckets < 1:
+            raise ValueError("baseline_buckets >= 4 and warmup_buckets >= 1 are required")
+        if not 0 <= self.clear_threshold < self.threshold <= self.critical_threshold:
+            raise ValueError("need 0 <= clear_threshold < threshold <= critical_threshold")
+        if self.cooldown_buckets < 0 or self.min_volume < 0:
+            raise ValueError("cooldown_buckets and min_volume must be >= 0")
+        object.__setattr__(self, "shape_lengths", tuple(sorted({int(n) for n in self.shape_lengths})))
+        if not self.shape_lengths or any(n < 1 or 2 * n + self.neighbours + 4 > self.baseline_buckets
+                                         for n in self.shape_lengths):
+            raise ValueError("shape_lengths must be >= 1 and leave room for neighbours in baseline_buckets")
+        if self.neighbours < 1 or self.min_score_history < 5 or self.rescale_every < 1 or self.min_history < 1:
+            raise ValueError("neighbours, min_history, rescale_every >= 1 and min_score_history >= 5 are required")
+        if not 0.5 <= self.tail_quantile < 1:
+            raise ValueError("tail_quantile must lie in [0.5, 1)")
+
+    def with_(self, **changes: Any) -> "ShapeConfig":
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ShapeConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def tail_probability(history: np.ndarray, score: float, quantile: float) -> float:
+    """P(a score at least this large) from an exponential fit to the history's upper tail.
+
+    Below the ``quantile`` of the history nothing is unusual (1.0); above it the excesses over
+    that quantile are taken as exponential with their own mean, so the probability keeps
+    falling beyond the largest score ever seen instead of stopping at 1/len(history)."""
+    u = float(np.quantile(history, quantile))
+    if score <= u:
+        return 1.0
+    excess = history[history > u] - u
+    if excess.size < 3:
+        return 1.0
+    beta = max(float(excess.mean()), 1e-12)
+    return (1.0 - quantile) * math.exp(-(score - u) / beta)
+
+
+def normal_evidence(z: float) -> float:
+    """-log10 P(Z >= z) for a standard normal: a robust z in the score's units (decades)."""
+    return float(-log_ndtr(-z) / LOG10)
+
+
+class _Buffer:
+    """The last ``size`` floats in order, in a flat array that shifts only when full (amortised O(1))."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._a = np.empty(2 * size)
+        self._n = 0
+
+    def append(self, v: float) -> None:
+        if self._n == self._a.size:
+            self._a[: self.size - 1] = self._a[self._n - self.size + 1 : self._n]
+            self._n = self.size - 1
+        self._a[self._n] = v
+        self._n += 1
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._a[max(0, self._n - self.size) : self._n]
+
+    def __len__(self) -> int:
+        return min(self._n, self.size)
+
+    def load(self, values: list[float]) -> None:
+        if len(values) > self.size:
+            raise ValueError("detector state history does not match the configuration")
+        self._a[: len(values)] = values
+        self._n = len(values)
+
+
+@dataclass(frozen=True)
+class ShapeStep:
+    timestamp: float
+    observed: float
+    expected: float
+    score: float
+    shape_scores: dict[int, float]  # evidence (decades) per sub-sequence length
+    share_score: float | None  # robust z of the negative share, when a total is known
+    share: float | None
+    expected_share: float | None
+    alert: bool  # a new incident opened at this step
+    escalated: bool  # an open incident crossed the critical threshold at this step
+    active: bool  # an incident is open after this step
+    severity: Severity | None  # of the open incident
+    warming_up: bool
+    cooldown_left: int
+    incident_start: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ShapeDetector:
+    """Multi-scale, self-calibrating, hysteretic anomaly detector for one series. Not thread-safe."""
+
+    def __init__(self, config: ShapeConfig | None = None):
+        self.config = config or ShapeConfig()
+        c = self.config
+        h = c.baseline_buckets
+        # History holds one more value than the baseline: the current bucket's windows end there.
+        self._values = _Buffer(h + 1)
+        self._raw = _Buffer(h)  # untransformed values, for the "expected" level in alerts
+        self._scores = {L: _Buffer(h) for L in c.shape_lengths}
+        self._neg = _Buffer(h)  # negative volume and total, for the share check
+        self._total = _Buffer(h)
+        self._scale: float | None = None
+        self.steps = 0
+        self.active = False
+        self.severity: Severity | None = None
+        self.cooldown_left = 0
+        self.incident_start: float | None = None
+        self.last_timestamp: float | None = None
+
+    # -- scoring -----------------------------------------------------------------------------
+    def _transform(self, value: float) -> float:
+        return float(anscombe(value)) if self.config.series_kind == "count" else value
+
+    def _refresh_scale(self) -> None:
+        # The distances are divided by the history's 5-95 % range; refreshed every few buckets
+        # only, since percentiles over the whole history are the costliest step.
+        if self._scale is None or self.steps % self.config.rescale_every == 0:
+            v = self._values.values
+            lo, hi = np.percentile(v, [5.0, 95.0])
+            med = float(np.median(v))
+            self._scale = max(float(hi - lo), 1e-6 * max(abs(med), 1.0), 1e-9)
+
+    def _nonconformity(self, L: int) -> float | None:
+        """Mean distance of the last L values to their nearest earlier, non-overlapping windows."""
+        v = self._values.values
+        k = self.config.neighbours
+        t = v.size - 1
+        last_start = t - 2 * L + 1  # newest candidate window ends L buckets before the current one
+        if v.size < self.config.min_history or last_start < k + 4:
+            return None
+        windows = sliding_window_view(v[: last_start + L], L)
+        d = np.sqrt(((windows - v[t - L + 1 :]) ** 2).mean(axis=1))
+        return float(np.partition(d, k - 1)[:k].mean()) / (self._scale or 1.0)
+
+    def _shape_evidence(self) -> dict[int, float]:
+        self._refresh_scale()
+        c = self.config
+        evidence: dict[int, float] = {}
+        for L in c.shape_lengths:
+            s = self._nonconformity(L)
+            if s is None:
+                continue
+            hist = self._scores[L].values
+            if hist.size >= c.min_score_history:
+                evidence[L] = -math.log10(max(tail_probability(hist, s, c.tail_quantile), 1e-300))
+            self._scores[L].append(s)
+        return evidence
+
+    def _share_z(self, value: float, total: float) -> tuple[float | None, float | None]:
+        neg, tot = self._neg.values, self._total.values
+        known = ~np.isnan(tot)
+        if known.sum() < self.config.min_score_history:
+            return None, None
+        neg, tot = neg[known], tot[known]
+        denom = float(tot.sum())
+        if denom <= 0:
+            return None, None
+        p = min(float(neg.sum()) / denom, 1.0)
+        med, sigma = _robust(anscombe(neg) - anscombe(p * tot), 1.0)
+        return (float(anscombe(value) - anscombe(p * total)) - med) / sigma, p
+
+    # -- stepping ----------------------------------------------------------------------------
+    def update(self, timestamp: float | datetime, value: float, total: float | None = None) -> ShapeStep:
+        """Feed one bucket (in time order) and get its score and alert decision."""
+        c = self.config
+        ts = to_epoch(timestamp)
+        value = float(value)
+        if not math.isfinite(value) or (c.series_kind == "count" and value < 0):
+            raise ValueError(f"value must be a finite {'count >= 0' if c.series_kind == 'count' else 'number'}, "
+                             f"got {value!r}")
+        if total is not None:
+            total = float(total)
+            if not math.isfinite(total) or total < 0:
+                raise ValueError(f"total must be a finite count >= 0, got {total!r}")
+            total = max(total, value)
+
+        rs = p = None
+        if total is not None:
+            rs, p = self._share_z(value, total)
+        expected = float(np.median(self._raw.values)) if len(self._raw) else value
+        self._values.append(self._transform(value))
+        shapes = self._shape_evidence()
+        score = sum(shapes.values())
+        if rs is not None and rs < c.share_threshold:
+            score = min(score, normal_evidence(rs))
+
+        warming = self.steps < c.warmup_buckets or len(shapes) < len(c.shape_lengths)
+        big_enough = c.series_kind != "count" or value >= c.min_volume
+        alert = escalated = False
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+        if self.active:
+            # An incident lasts until its evidence fades, or at most one cooldown: a lasting
+            # change is reported again then rather than hiding what follows it.
+            if score < c.clear_threshold or (c.cooldown_buckets and self.cooldown_left == 0):
+                self.active, self.severity, self.incident_start = False, None, None
+            elif score >= c.critical_threshold and self.severity != "critical":
+                self.severity, escalated = "critical", True
+        if not self.active and self.cooldown_left == 0 and not warming and score >= c.threshold and big_enough:
+            alert, self.active, self.incident_start = True, True, ts
+            self.severity = "critical" if score >= c.critical_threshold else "warning"
+            self.cooldown_left = c.cooldown_buckets
+
+        self._raw.append(value)
+        self._neg.append(value)
+        self._total.append(np.nan if total is None else total)
+        self.steps += 1
+        self.last_timestamp = ts
+        return ShapeStep(
+            timestamp=ts,
+            observed=value,
+            expected=expected,
+            score=round(score, 6),
+            shape_scores={L: round(e, 6) for L, e in shapes.items()},
+            share_score=None if rs is None else round(rs, 6),
+            share=(value / total) if total else None,
+            expected_share=p,
+            alert=alert,
+            escalated=escalated,
+            active=self.active,
+            severity=self.severity,
+            warming_up=warming,
+            cooldown_left=self.cooldown_left,
+            incident_start=self.incident_start,
+        )
+
+    # -- persistence ---------------------------------------------------------------------------
+    @staticmethod
+    def _stored(buf: _Buffer) -> list[float | None]:
+        return [None if math.isnan(v) else float(v) for v in buf.values]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state; ``from_dict`` of it continues with identical outputs."""
+        return {
+            "version": STATE_VERSION,
+            "config": self.config.to_dict(),
+            "values": self._stored(self._values),
+            "raw": self._stored(self._raw),
+            "scores": {str(L): self._stored(b) for L, b in self._scores.items()},
+            "negative": self._stored(self._neg),
+            "total": self._stored(self._total),
+            "scale": self._scale,
+            "steps": self.steps,
+            "active": self.active,
+            "severity": self.severity,
+            "cooldown_left": self.cooldown_left,
+            "incident_start": self.incident_start,
+            "last_timestamp": self.last_timestamp,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], config: ShapeConfig | None = None) -> "ShapeDetector":
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported detector state version {data.get('version')!r}")
+        det = cls(config or ShapeConfig.from_dict(data["config"]))
+        if set(data["scores"]) != {str(L) for L in det.config.shape_lengths}:
+            raise ValueError("detector state history does not match the configuration")
+
+        def load(buf: _Buffer, values: list[float | None]) -> None:
+            buf.load([np.nan if v is None else v for v in values])
+
+        load(det._values, data["values"])
+        load(det._raw, data["raw"])
+        for L, buf in det._scores.items():
+            load(buf, data["scores"][str(L)])
+        load(det._neg, data["negative"])
+        load(det._total, data["total"])
+        det._scale = data["scale"]
+        det.steps = int(data["steps"])
+        det.active = bool(data["active"])
+        det.severity = data["severity"]
+        det.cooldown_left = int(data["cooldown_left"])
+        det.incident_start = data["incident_start"]
+        det.last_timestamp = data["last_timestamp"]
+        return det

@@ -1,0 +1,172 @@
+"""The shape detector (what `marketpulse detect` runs): learns each series' own scale and shape."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from consumers.alerting.shape_detector import ShapeConfig, ShapeDetector, tail_probability
+
+LEVEL = ShapeConfig(series_kind="level", baseline_buckets=600)
+COUNT = ShapeConfig(series_kind="count", baseline_buckets=600)
+
+
+def run(values, config=LEVEL, totals=None, det=None):
+    det = det or ShapeDetector(config)
+    totals = totals if totals is not None else [None] * len(values)
+    return det, [det.update(i * 300.0, float(v), t) for i, (v, t) in enumerate(zip(values, totals))]
+
+
+def alerts_at(steps) -> list[int]:
+    return [i for i, s in enumerate(steps) if s.alert]
+
+
+def calm(n=500, seed=0, sd=1.0, mean=20.0):
+    return mean + np.random.default_rng(seed).normal(0, sd, n)
+
+
+def after_calibration(steps, start=300) -> list[int]:
+    # The first scores after warm-up calibrate on a short history and may still misfire once.
+    return [i for i in alerts_at(steps) if i >= start]
+
+
+def test_a_spike_after_a_long_calm_history_alerts_once():
+    values = calm()
+    values[450] += 15
+    _, steps = run(values)
+    assert after_calibration(steps) == [450]
+
+
+def test_nothing_alerts_during_the_warm_up_however_wild():
+    values = calm(140)
+    values[60] += 100
+    _, steps = run(values)
+    assert not alerts_at(steps)
+    assert steps[60].warming_up
+
+
+def test_level_series_take_negative_values_and_count_series_refuse_them():
+    values = calm(mean=-3.0)
+    values[450] -= 12
+    _, steps = run(values, LEVEL)
+    assert 450 in alerts_at(steps)
+    with pytest.raises(ValueError, match="count"):
+        ShapeDetector(COUNT).update(0, -1.0)
+
+
+def test_the_same_jump_scores_far_higher_in_a_calm_series_than_in_an_erratic_one():
+    rng = np.random.default_rng(3)
+    calm_series = 20 + rng.normal(0, 1, 500)
+    erratic = 20 + rng.normal(0, 1, 500) + np.where(rng.random(500) < 0.05, rng.normal(0, 12, 500), 0)
+    for s in (calm_series, erratic):
+        s[480] = 34.0
+    _, calm_steps = run(calm_series)
+    _, erratic_steps = run(erratic)
+    assert calm_steps[480].score > 3 * erratic_steps[480].score
+    assert 480 in alerts_at(calm_steps) and 480 not in alerts_at(erratic_steps)
+
+
+def test_a_recurring_daily_pattern_does_not_alert_once_learned_but_a_doubled_peak_does():
+    day = np.arange(288)  # 5-minute buckets
+    shape = 10 + 30 * np.exp(-((day - 150) / 12.0) ** 2)
+    rng = np.random.default_rng(5)
+    values = np.concatenate([shape + rng.normal(0, 0.5, 288) for _ in range(6)])
+    quiet = values.copy()
+    values[5 * 288 + 130: 5 * 288 + 170] *= 2  # day 6's peak is twice as high
+    _, steps_quiet = run(quiet, LEVEL.with_(baseline_buckets=1500))
+    _, steps = run(values, LEVEL.with_(baseline_buckets=1500))
+    assert not [i for i in alerts_at(steps_quiet) if i >= 2 * 288]
+    assert [i for i in alerts_at(steps) if 5 * 288 + 130 <= i < 5 * 288 + 175]
+
+
+def test_cooldown_suppresses_a_second_opening_and_zero_cooldown_allows_it():
+    values = calm(600)
+    values[450] += 15
+    values[470] += 15
+    _, steps = run(values)
+    assert after_calibration(steps) == [450]
+    _, steps = run(values, LEVEL.with_(cooldown_buckets=0))
+    assert after_calibration(steps, 400) == [450, 470]
+
+
+def test_severity_follows_the_evidence_and_a_warning_escalates_once():
+    values = calm(600)
+    values[450] += 15
+    _, steps = run(values, LEVEL.with_(critical_threshold=1000.0))
+    assert steps[450].severity == "warning"
+    _, steps = run(values, LEVEL.with_(critical_threshold=6.0))
+    assert steps[450].severity == "critical"
+    ramp = calm(600)
+    ramp[450:456] += np.array([6, 9, 14, 20, 28, 40])
+    _, steps = run(ramp, LEVEL.with_(threshold=2.0, critical_threshold=20.0))
+    opened = alerts_at(steps)
+    escalations = [i for i, s in enumerate(steps) if s.escalated]
+    assert opened and opened[0] < 456 and len(escalations) <= 1
+    if escalations:
+        assert steps[escalations[0]].severity == "critical" and escalations[0] > opened[0]
+
+
+def test_count_series_below_min_volume_never_alert():
+    rng = np.random.default_rng(1)
+    values = rng.poisson(0.2, 500).astype(float)
+    values[450] = 4  # unusual, but fewer than min_volume events
+    _, steps = run(values, COUNT)
+    assert 450 not in alerts_at(steps)
+    _, steps = run(values, COUNT.with_(min_volume=1.0))
+    assert 450 in alerts_at(steps)
+
+
+def test_a_chatter_burst_with_an_ordinary_negative_share_does_not_alert_but_a_negative_one_does():
+    rng = np.random.default_rng(2)
+    total = rng.poisson(100, 500).astype(float)
+    neg = rng.binomial(total.astype(int), 0.3).astype(float)
+    chatter_total, chatter_neg = total.copy(), neg.copy()
+    chatter_total[450], chatter_neg[450] = 400, 120  # four times the volume, the usual 30 % negative
+    _, steps = run(chatter_neg, COUNT, totals=list(chatter_total))
+    assert 450 not in alerts_at(steps)
+    bad_total, bad_neg = total.copy(), neg.copy()
+    bad_total[450], bad_neg[450] = 400, 300  # the same volume, 75 % negative
+    _, steps = run(bad_neg, COUNT, totals=list(bad_total))
+    assert 450 in alerts_at(steps)
+
+
+def test_state_round_trips_through_json_and_resumes_bit_identically():
+    values = calm(700, seed=9)
+    values[600] += 15
+    _, whole = run(values)
+    det, _ = run(values[:300])
+    resumed = ShapeDetector.from_dict(json.loads(json.dumps(det.to_dict())))
+    rest = [resumed.update((300 + i) * 300.0, float(v)) for i, v in enumerate(values[300:])]
+    assert [s.to_dict() for s in rest] == [s.to_dict() for s in whole[300:]]
+
+
+def test_a_state_of_another_version_or_shape_is_refused():
+    det, _ = run(calm(200))
+    state = det.to_dict()
+    with pytest.raises(ValueError, match="version"):
+        ShapeDetector.from_dict({**state, "version": 99})
+    with pytest.raises(ValueError, match="configuration"):
+        ShapeDetector.from_dict(state, LEVEL.with_(shape_lengths=(1, 8)))
+
+
+def test_memory_per_series_is_bounded_by_the_baseline():
+    det, _ = run(calm(2000), LEVEL.with_(baseline_buckets=300))
+    state = det.to_dict()
+    assert len(state["values"]) == 301 and all(len(v) <= 300 for v in state["scores"].values())
+
+
+@pytest.mark.parametrize("bad", [
+    dict(series_kind="money"), dict(threshold=1.0, clear_threshold=2.0), dict(shape_lengths=(0,)),
+    dict(baseline_buckets=20, shape_lengths=(24,)), dict(tail_quantile=1.0), dict(cooldown_buckets=-1),
+])
+def test_bad_configuration_is_refused(bad):
+    with pytest.raises(ValueError):
+        ShapeConfig(**bad)
+
+
+def test_tail_probability_is_one_inside_the_bulk_and_keeps_falling_beyond_the_largest_score():
+    hist = np.random.default_rng(0).exponential(1.0, 2000)
+    assert tail_probability(hist, float(np.median(hist)), 0.97) == 1.0
+    top = float(hist.max())
+    assert tail_probability(hist, top + 5, 0.97) < tail_probability(hist, top, 0.97) < 0.03
