@@ -5,7 +5,7 @@ PY := .venv/bin/python
 PIP_STAMP := .venv/.installed-$(shell cat pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv stack-fetch models-build up down status test test-unit demo bench bench-models bench-e2e bench-detector clean
+.PHONY: help setup venv stack-fetch models-build up down status test test-unit demo bench bench-models bench-e2e bench-detector bench-novelty clean
 
 help:
 	@echo "make demo   - install what is missing, start Kafka + Elasticsearch, run the pipeline demo"
@@ -61,7 +61,12 @@ bench-e2e: setup up
 bench-detector: venv
 	$(PY) -m bench.eval_detector
 
-bench: bench-models bench-e2e bench-detector
+# Refuses to run on a busy machine (1-min load average above half the cores); BENCH_NOVELTY_ARGS=--force overrides.
+bench-novelty: venv
+	$(PY) -m bench.bench_novelty $(BENCH_NOVELTY_ARGS)
+
+# bench-novelty first: it needs the idle machine that the other benchmarks would leave busy.
+bench: bench-novelty bench-models bench-e2e bench-detector
 
 clean:
 	rm -rf models/build .pytest_cache

@@ -1,6 +1,7 @@
 """Helpers for integration tests: isolated settings and real `marketpulse` processes."""
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -71,7 +72,83 @@ class Isolated:
         return proc.returncode
 
     def log_tail(self, proc: subprocess.Popen, n: int = 40) -> str:
-        return "\n".join(Path(proc.log_path).read_text(errors="replace").splitlines()[-n:])
+        return "\n".join(self.log_text(proc).splitlines()[-n:])
+
+    def log_text(self, proc: subprocess.Popen) -> str:
+        return Path(proc.log_path).read_text(errors="replace")
+
+
+_SYNCED = re.compile(r"Successfully synced group \S+ with generation (\d+)")
+_TP_ROW = re.compile(r"^\|\s*(\S+)\s*\|\s*\{([^}]*)\}\s*\|\s*$")
+
+
+def _partition_set(text: str) -> set[int]:
+    """faust's rendering of a partition set, e.g. "0, 2" or "0-2, 5"."""
+    out: set[int] = set()
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def rebalance_log(log_text: str) -> list[tuple[str, int | None, frozenset]]:
+    """A faust worker's own record of its partitions, from its log: ("assigned", generation, {(topic,
+    partition)}) and ("revoked", None, {...}) in log order. The worker's log is the ground truth of
+    what it held; the broker's group description is a snapshot that is in flux during a rebalance and
+    whose faust member metadata other clients cannot always decode."""
+    out: list[tuple[str, int | None, frozenset]] = []
+    lines = log_text.splitlines()
+    generation: int | None = None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        m = _SYNCED.search(line)
+        if m:
+            generation = int(m.group(1))
+        kind = ("assigned" if "Setting newly assigned partitions" in line
+                else "revoked" if "Revoking previously assigned partitions" in line else None)
+        if kind:
+            tps: set[tuple[str, int]] = set()
+            if "for group" not in line:  # a non-empty set is logged as a table, closed by "... for group"
+                while i + 1 < len(lines):
+                    i += 1
+                    row = _TP_ROW.match(lines[i])
+                    if row and row.group(1) != "topic":
+                        tps.update((row.group(1), p) for p in _partition_set(row.group(2)))
+                    if "for group" in lines[i]:
+                        break
+            out.append((kind, generation if kind == "assigned" else None, frozenset(tps)))
+        i += 1
+    return out
+
+
+def current_assignment(log_text: str) -> tuple[int, frozenset] | None:
+    """(generation, partitions) the worker holds now by its own log; None before its first assignment
+    and between a revocation and the next assignment (a rebalance in progress)."""
+    events = rebalance_log(log_text)
+    if not events or events[-1][0] != "assigned":
+        return None
+    return events[-1][1], events[-1][2]
+
+
+def wait_pipeline_ready(iso: "Isolated", worker: subprocess.Popen, sink: subprocess.Popen | None = None,
+                        timeout: float = 240) -> None:
+    """Until `worker` holds every raw partition by its own log (model loaded, group joined) and `sink`
+    has started consuming. Tests that must act mid-stream start their paced stream only then, so the
+    stream is not half over before the pipeline is up on a busy machine."""
+    k = iso.settings.kafka
+    raw = {(t, p) for t in k.topics.raw() for p in range(k.topics.partitions)}
+
+    def ready() -> bool:
+        now = current_assignment(iso.log_text(worker))
+        return (now is not None and raw <= now[1]
+                and (sink is None or "es sink consuming" in iso.log_text(sink)))
+
+    try:
+        wait_until(ready, timeout, 0.5, what="the worker holding every raw partition and the sink consuming")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nworker:\n{iso.log_tail(worker, 40)}"
+                             + (f"\nsink:\n{iso.log_tail(sink, 20)}" if sink is not None else "")) from None
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):

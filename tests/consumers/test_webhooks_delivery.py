@@ -8,24 +8,31 @@ import pytest
 
 from consumers.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookDispatcher, render, sign, verify
 from marketpulse.settings import WebhookEndpoint
+from tests.support import wait_until
 
+# Only a guard against a hang: waits end as soon as their condition holds, so this never sets the pace.
+HANG_GUARD_S = 120
 ALERT = {"id": "a1", "key": "ticker:TSLA", "severity": "critical", "observed": 40.0, "expected": 3.0, "score": 9.5,
          "window_start": "2026-11-23T14:00:00Z", "window_end": "2026-11-23T14:01:00Z",
          "top_events": [{"text": "Tesla recalls 2 million cars"}]}
 
 
 class Receiver:
-    """A real HTTP endpoint; `fail_first` requests get 503, then 200. `delay` slows every answer."""
+    """A real HTTP endpoint; `fail_first` requests get 503, then 200. With `hold`, every request waits
+    for that event before it is answered (an endpoint that is as slow as the test wants)."""
 
-    def __init__(self, fail_first: int = 0, delay: float = 0.0):
+    def __init__(self, fail_first: int = 0, hold: threading.Event | None = None):
         self.requests: list[tuple[dict, bytes]] = []
+        self.answered = 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.requests.append((dict(self.headers), body))
-                time.sleep(delay)
+                if hold is not None:
+                    hold.wait(HANG_GUARD_S)
+                outer.answered += 1
                 self.send_response(503 if len(outer.requests) <= fail_first else 200)
                 self.end_headers()
 
@@ -63,7 +70,7 @@ def test_endpoint_failing_twice_then_succeeding_gets_one_delivery_and_three_logg
     d = WebhookDispatcher([WebhookEndpoint(url=rx.url, secret="k", max_attempts=5)], "default",
                           on_attempt=attempts.append, base_backoff_s=0.05)
     d.submit(ALERT)
-    assert d.drain(10)
+    assert d.drain(HANG_GUARD_S)
     d.close()
     assert [a.status for a in attempts] == ["failed", "failed", "delivered"]
     assert [a.attempt for a in attempts] == [1, 2, 3] and attempts[0].http_status == 503
@@ -75,18 +82,33 @@ def test_endpoint_failing_twice_then_succeeding_gets_one_delivery_and_three_logg
 
 
 def test_a_slow_endpoint_does_not_block_another(receivers):
-    slow, fast = receivers(delay=3.0), receivers()
+    # Proven by order, not by speed: the slow endpoint holds its request until the test releases it,
+    # so everything asserted before the release happened while the slow one was still waiting.
+    release = threading.Event()
+    slow, fast = receivers(hold=release), receivers()
     attempts = []
-    d = WebhookDispatcher([WebhookEndpoint(url=slow.url, timeout_s=10), WebhookEndpoint(url=fast.url)], "k",
+    d = WebhookDispatcher([WebhookEndpoint(url=slow.url, timeout_s=HANG_GUARD_S), WebhookEndpoint(url=fast.url)], "k",
                           on_attempt=attempts.append)
-    t0 = time.monotonic()
-    d.submit(ALERT)  # returns at once
-    assert time.monotonic() - t0 < 0.5
-    while not fast.requests and time.monotonic() - t0 < 2.5:
-        time.sleep(0.02)
-    assert fast.requests and time.monotonic() - t0 < 2.5  # served while the slow one still waits
-    assert d.drain(10)
+    try:
+        # submit only queues: were it to wait for a delivery it could not return before the release
+        submitter = threading.Thread(target=d.submit, args=(ALERT,), daemon=True)
+        t0 = time.monotonic()
+        submitter.start(); submitter.join(HANG_GUARD_S)
+        submit_s = time.monotonic() - t0
+        assert not submitter.is_alive(), "submit blocked on delivery"
+        wait_until(lambda: slow.requests, HANG_GUARD_S, 0.02, what="the slow endpoint receiving its request")
+        wait_until(lambda: any(a.endpoint == fast.url and a.status == "delivered" for a in attempts), HANG_GUARD_S,
+                   0.02, what="the fast endpoint's delivery")
+        fast_s = time.monotonic() - t0
+        # the fast endpoint was served while the slow one still holds its request unanswered
+        assert slow.answered == 0 and not [a for a in attempts if a.endpoint == slow.url]
+    finally:
+        release.set()
+    assert d.drain(HANG_GUARD_S)
     d.close()
+    assert [(a.endpoint, a.status) for a in attempts] == [(fast.url, "delivered"), (slow.url, "delivered")]
+    print(f"\nsubmit returned in {submit_s * 1000:.1f} ms; fast endpoint delivered after {fast_s:.2f} s "
+          "while the slow one was held")
 
 
 def test_dead_endpoint_gives_up_after_max_attempts(receivers):
@@ -94,7 +116,7 @@ def test_dead_endpoint_gives_up_after_max_attempts(receivers):
     d = WebhookDispatcher([WebhookEndpoint(url="http://127.0.0.1:9/nothing", max_attempts=3, timeout_s=1)], "k",
                           on_attempt=attempts.append, base_backoff_s=0.01)
     d.submit(ALERT)
-    assert d.drain(15)
+    assert d.drain(HANG_GUARD_S)
     d.close()
     assert [a.status for a in attempts] == ["failed", "failed", "gave_up"]
     assert all(a.error for a in attempts)

@@ -9,7 +9,8 @@ from stream.topics import ensure_topics, wanted_topics
 pytestmark = pytest.mark.integration
 
 
-def _consume(bootstrap, topic, group, n, timeout_s=20):
+def _consume(bootstrap, topic, group, n, timeout_s=120):
+    # timeout_s only guards against a hang: iteration ends as soon as n messages arrived
     c = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
                       auto_offset_reset="earliest", consumer_timeout_ms=timeout_s * 1000)
     got = []

@@ -12,13 +12,21 @@ import yaml
 
 from stream.topics import ensure_topics
 from tests.support import (PacedProducer, ensure_stack_running, es_doc_count, es_ids, generated_records, paused,
-                           stack_pid, topic_end_total, wait_until)
+                           stack_pid, topic_end_total, wait_pipeline_ready, wait_until)
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
 OUTAGE_S = 60
 N_RECORDS = 3000
 RATE = 30.0  # records/s: a 100 s stream that spans the outage
+
+
+def es_healthy(es) -> bool:
+    """False, not an exception, while a node that was just resumed does not answer yet."""
+    try:
+        return es.cluster.health(wait_for_status="yellow", timeout="5s")["status"] != "red"
+    except Exception:
+        return False
 
 
 @pytest.mark.timeout(480)
@@ -32,6 +40,7 @@ def test_elasticsearch_down_for_a_minute_mid_stream_the_sink_resumes_by_itself_w
     records, valid, _ = generated_records(s, seed=51, n=N_RECORDS)
     worker = isolated.start("worker")
     sink = isolated.start("sink")
+    wait_pipeline_ready(isolated, worker, sink)
     producer = PacedProducer(s.kafka.bootstrap, records, RATE)
     producer.start()
     try:
@@ -43,16 +52,19 @@ def test_elasticsearch_down_for_a_minute_mid_stream_the_sink_resumes_by_itself_w
     events_before = topic_end_total(s.kafka.bootstrap, s.kafka.topics.events)
     try:
         with paused(stack_pid("elasticsearch")):
-            time.sleep(OUTAGE_S)
-            # meanwhile the worker went on labeling into Kafka: only the sink depends on ES
-            events_during = topic_end_total(s.kafka.bootstrap, s.kafka.topics.events) - events_before
+            time.sleep(OUTAGE_S / 2)
+            events_mid = topic_end_total(s.kafka.bootstrap, s.kafka.topics.events)
+            time.sleep(OUTAGE_S / 2)
+            events_end = topic_end_total(s.kafka.bootstrap, s.kafka.topics.events)
     finally:
         ensure_stack_running()
-    wait_until(lambda: es.cluster.health(wait_for_status="yellow", timeout="5s")["status"] != "red", 60,
-               what="Elasticsearch healthy again")
+    wait_until(lambda: es_healthy(es), 180, what="Elasticsearch healthy again")
     resumed_at = time.monotonic()
-    # mid-stream: the worker produced events while ES was away, and the producer is still sending
-    assert events_during > 0.5 * RATE * OUTAGE_S
+    events_during = events_end - events_before
+    # the worker went on labeling into Kafka while ES was away (only the sink depends on ES): its output
+    # grew in both halves of the outage, which work in flight when ES stopped cannot explain. Counted
+    # as growth, not as a rate: how fast depends on how busy the machine is.
+    assert events_before < events_mid < events_end, (events_before, events_mid, events_end)
 
     producer.join(120)
     assert producer.error is None and producer.acked >= len(records)
@@ -70,6 +82,7 @@ def test_elasticsearch_down_for_a_minute_mid_stream_the_sink_resumes_by_itself_w
     assert retries >= 2, sink_log[-3000:]  # it saw the outage and retried, with backoff (logged delays)
     ids = es_ids(es, alias)
     assert len(ids) == len(valid) and set(ids) == valid
-    print(f"\nRESULT es outage: ES paused {OUTAGE_S} s; worker labeled {events_during} events meanwhile; sink "
+    print(f"\nRESULT es outage: ES paused {OUTAGE_S} s; worker labeled {events_during} events meanwhile "
+          f"({events_mid - events_before} + {events_end - events_mid}, input {RATE:.0f}/s); sink "
           f"logged {retries} bulk retries and caught up {caught_up_s:.0f} s after ES resumed (stream still "
           f"running); {len(ids)} documents = {len(valid)} records, 0 duplicates")

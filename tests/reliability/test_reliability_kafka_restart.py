@@ -11,7 +11,7 @@ import pytest
 
 from stream.topics import ensure_topics
 from tests.support import (PacedProducer, ensure_stack_running, es_doc_count, es_ids, generated_records,
-                           restart_kafka, wait_until)
+                           restart_kafka, wait_pipeline_ready, wait_until)
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -28,6 +28,7 @@ def test_broker_restart_mid_stream_workers_reconnect_and_nothing_is_lost(isolate
     records, valid, _ = generated_records(s, seed=41, n=N_RECORDS)
     worker = isolated.start("worker")
     sink = isolated.start("sink")
+    wait_pipeline_ready(isolated, worker, sink)
     producer = PacedProducer(s.kafka.bootstrap, records, RATE)
     producer.start()
     try:

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from stream.topics import ensure_topics
-from tests.support import PacedProducer, es_doc_count, es_ids, generated_records, read_topic, wait_until
+from tests.support import (PacedProducer, es_doc_count, es_ids, generated_records, read_topic, wait_pipeline_ready,
+                           wait_until)
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -24,7 +25,8 @@ def test_worker_killed_mid_stream_and_restarted_loses_nothing_and_duplicates_not
     alias = s.elasticsearch.index_prefix
     records, valid, malformed = generated_records(s, seed=31, n=N_RECORDS, malformed_fraction=0.05)
     worker = isolated.start("worker")
-    isolated.start("sink")
+    sink = isolated.start("sink")
+    wait_pipeline_ready(isolated, worker, sink)
     producer = PacedProducer(s.kafka.bootstrap, records, RATE)
     producer.start()
 
@@ -50,8 +52,13 @@ def test_worker_killed_mid_stream_and_restarted_loses_nothing_and_duplicates_not
     assert len(ids) == len(valid), "duplicates or extra documents"
     assert set(ids) == valid
 
-    dead = [json.loads(m.value) for m in read_topic(s.kafka.bootstrap, s.kafka.topics.deadletter)]
-    positions = {(d["source"]["topic"], d["source"]["partition"], d["source"]["offset"]) for d in dead}
+    def dead_letters():
+        dead = [json.loads(m.value) for m in read_topic(s.kafka.bootstrap, s.kafka.topics.deadletter)]
+        return dead, {(d["source"]["topic"], d["source"]["partition"], d["source"]["offset"]) for d in dead}
+
+    # the last malformed records may still be on their way: wait for them, then count exactly
+    wait_until(lambda: len(dead_letters()[1]) >= malformed, 120, 1.0, what="every malformed record dead-lettered")
+    dead, positions = dead_letters()
     assert len(positions) == malformed  # a re-processed batch may dead-letter twice, never lose one
     assert {d["reason"] for d in dead} <= MALFORMED_REASONS
     assert worker.poll() is None, isolated.log_tail(worker)

@@ -8,11 +8,11 @@ import signal
 from datetime import datetime, timezone
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 
 from marketpulse.schemas import RawEvent
 from stream.topics import ensure_topics
-from tests.support import wait_until
+from tests.support import read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -100,12 +100,14 @@ def test_pipeline_labels_valid_records_deadletters_bad_ones_and_survives_a_worke
     assert any(t["symbol"] == "TSLA" for h in res["hits"]["hits"] for t in h["_source"]["tickers"])
 
     # every malformed record dead-lettered, with a reason and its original bytes
-    c = KafkaConsumer(s.kafka.topics.deadletter, bootstrap_servers=s.kafka.bootstrap,
-                      auto_offset_reset="earliest", consumer_timeout_ms=5000)
-    dead = [json.loads(m.value) for m in c]
-    c.close()
+    def dead_letters():
+        dead = [json.loads(m.value) for m in read_topic(s.kafka.bootstrap, s.kafka.topics.deadletter)]
+        return dead, {(d["source"]["topic"], d["source"]["partition"], d["source"]["offset"]) for d in dead}
+
+    # read to the topic's end until all are there (the last ones may still be on their way), then count
+    wait_until(lambda: len(dead_letters()[1]) >= len(bad), 120, 1.0, what="every malformed record dead-lettered")
+    dead, positions = dead_letters()
     # at least once: a record re-read after the kill may be dead-lettered again, never lost
-    positions = {(d["source"]["topic"], d["source"]["partition"], d["source"]["offset"]) for d in dead}
     assert len(positions) == len(bad)
     assert all(d["reason"] and d["source"]["topic"] == s.kafka.topics.raw_news for d in dead)
     assert {d["original_encoding"] for d in dead} == {"utf-8", "base64"}

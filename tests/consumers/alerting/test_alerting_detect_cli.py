@@ -27,49 +27,67 @@ def read_output(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
-def spiky_values(n=300, seed=0):
+# The detector scores only after about 150 buckets (100 of history, then 50 scores to calibrate
+# on), and its first calibrated scores may still misfire; the burst comes after a long calm stretch.
+N, SPIKE = 500, 400
+
+
+def spiky_values(n=N, seed=0):
+    """Events per bucket: Poisson(10) noise, never 0, with a five-bucket burst of 80 at SPIKE.
+
+    Seed 0's calm stretch holds nothing the detector alerts on, so the burst is the only alert."""
     values = np.random.default_rng(seed).poisson(10, n)
-    values[200:205] = 80
+    values[SPIKE:SPIKE + 5] = 80
     return [int(v) for v in values]
+
+
+def sparse_values(n=300, seed=0):
+    """Mentions per minute: Poisson(1.5), so many minutes report 0 (a sparse count series)."""
+    return [int(v) for v in np.random.default_rng(seed).poisson(1.5, n)]
+
+
+def alert_rows(rows: list[dict]) -> list[int]:
+    return [i for i, r in enumerate(rows) if r["alert"] == "1"]
 
 
 def test_one_output_row_per_input_row_with_a_0_1_alert_column(tmp_path):
     start = datetime(2024, 1, 9, 14, 0, tzinfo=timezone.utc)
-    ts = [(start + timedelta(minutes=5 * i)).isoformat() for i in range(300)]
+    ts = [(start + timedelta(minutes=5 * i)).isoformat() for i in range(N)]
     src = write_series(tmp_path / "s.csv", ts, spiky_values())
     out = tmp_path / "a.csv"
     res = runner.invoke(app, ["detect", "--input", str(src), "--output", str(out)])
     assert res.exit_code == 0, res.output
     rows = read_output(out)
     assert list(rows[0]) == ["timestamp", "value", "score", "alert", "severity", "filled"]
-    assert len(rows) == 300 and [r["timestamp"] for r in rows] == ts
+    assert len(rows) == N and [r["timestamp"] for r in rows] == ts
     assert {r["alert"] for r in rows} <= {"0", "1"}
-    assert [i for i, r in enumerate(rows) if r["alert"] == "1"] == [200]
+    assert alert_rows(rows) == [SPIKE]
     assert "interval 300s" in res.output
 
 
 def test_epoch_second_timestamps_are_accepted(tmp_path):
-    src = write_series(tmp_path / "s.csv", [1_704_808_800 + 60 * i for i in range(300)], spiky_values())
+    src = write_series(tmp_path / "s.csv", [1_704_808_800 + 60 * i for i in range(N)], spiky_values())
     out = tmp_path / "a.csv"
     assert runner.invoke(app, ["detect", "-i", str(src), "-o", str(out)]).exit_code == 0
     assert sum(r["alert"] == "1" for r in read_output(out)) == 1
 
 
-def test_overrides_change_the_outcome(tmp_path):
-    src = write_series(tmp_path / "s.csv", [60 * i for i in range(300)], spiky_values())
+@pytest.mark.parametrize("override", [["--threshold", "50"], ["--min-volume", "1000"]])
+def test_overrides_change_the_outcome(tmp_path, override):
+    src = write_series(tmp_path / "s.csv", [60 * i for i in range(N)], spiky_values())
     out = tmp_path / "a.csv"
-    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(out), "--threshold", "50"])
+    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(out), *override])
     assert res.exit_code == 0, res.output
     assert all(r["alert"] == "0" for r in read_output(out))
 
 
-def test_config_file_settings_are_used(tmp_path):
-    src = write_series(tmp_path / "s.csv", [60 * i for i in range(300)], spiky_values())
+def test_a_broken_config_file_is_refused(tmp_path):
+    src = write_series(tmp_path / "s.csv", [0, 60], [1, 2])
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("alerts:\n  min_volume: 1000\n")
-    out = tmp_path / "a.csv"
-    assert runner.invoke(app, ["detect", "-i", str(src), "-o", str(out), "--config", str(cfg)]).exit_code == 0
-    assert all(r["alert"] == "0" for r in read_output(out))
+    cfg.write_text("alerts:\n  threshold: -1\n")
+    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(tmp_path / "a.csv"), "--config", str(cfg)])
+    assert res.exit_code != 0
+    assert not (tmp_path / "a.csv").exists()
 
 
 @pytest.mark.parametrize(
@@ -92,7 +110,7 @@ def test_bad_input_fails_with_a_clear_message(tmp_path, rows, header, args, mess
 
 
 def test_an_unknown_aggregate_is_refused(tmp_path):
-    src = write_series(tmp_path / "s.csv", [60 * i for i in range(300)], spiky_values())
+    src = write_series(tmp_path / "s.csv", [60 * i for i in range(10)], sparse_values(10))
     res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(tmp_path / "a.csv"), "--aggregate", "median"])
     assert res.exit_code == 2
     assert "--aggregate" in res.output
@@ -101,7 +119,7 @@ def test_an_unknown_aggregate_is_refused(tmp_path):
 # -- real exports: unsorted, duplicated, gappy -----------------------------------------------------
 
 def test_a_shuffled_export_with_counts_split_over_duplicate_rows_gives_the_tidy_result(tmp_path):
-    ts, vals = [60 * i for i in range(300)], spiky_values()
+    ts, vals = [60 * i for i in range(N)], spiky_values()
     tidy_out = tmp_path / "tidy_out.csv"
     runner.invoke(app, ["detect", "-i", str(write_series(tmp_path / "tidy.csv", ts, vals)), "-o", str(tidy_out)])
     # Every bucket's count split over two rows (sum = the count), then the rows shuffled.
@@ -115,11 +133,11 @@ def test_a_shuffled_export_with_counts_split_over_duplicate_rows_gives_the_tidy_
     assert [int(r["timestamp"]) for r in got] == ts
     assert [int(r["value"]) for r in got] == vals
     assert got == read_output(tidy_out)
-    assert "300 duplicate timestamps merged (sum of 600 rows)" in res.stderr
+    assert f"{N} duplicate timestamps merged (sum of {2 * N} rows)" in res.stderr
 
 
 def test_duplicate_timestamps_are_averaged_with_aggregate_mean(tmp_path):
-    ts = [60 * i for i in range(300)] + [60]
+    ts = [60 * i for i in range(N)] + [60]
     vals = spiky_values() + [0]
     src = write_series(tmp_path / "s.csv", ts, vals)
     out = tmp_path / "a.csv"
@@ -130,24 +148,24 @@ def test_duplicate_timestamps_are_averaged_with_aggregate_mean(tmp_path):
 
 
 def test_summary_of_the_fixes_goes_to_stderr_and_the_result_line_to_stdout(tmp_path):
-    ts = [60 * i for i in range(300)]
+    ts = [60 * i for i in range(N)]
     ts[10], ts[11] = ts[11], ts[10]
     src = write_series(tmp_path / "s.csv", ts, spiky_values())
     out = tmp_path / "a.csv"
     res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert res.stderr.splitlines() == [
-        "series: 300 rows read; count series (auto: all values are non-negative integers), "
+        f"series: {N} rows read; count series (auto: all values are non-negative integers), "
         "duplicates summed",
         "fixed: 1 out-of-order row sorted",
     ]
-    assert res.stdout == f"300 rows, interval 60s, 1 alert(s) -> {out}\n"
+    assert res.stdout == f"{N} rows, interval 60s, 1 alert(s) -> {out}\n"
 
 
-def test_missing_count_buckets_are_written_as_zero_and_marked_filled(tmp_path):
+def test_missing_buckets_of_a_sparse_count_series_are_written_as_zero_and_marked_filled(tmp_path):
     start = datetime(2024, 1, 9, 14, 0, tzinfo=timezone.utc)
     keep = [i for i in range(300) if i not in (50, 51, 52)]
-    vals = spiky_values()
+    vals = sparse_values()
     src = write_series(tmp_path / "s.csv", [(start + timedelta(minutes=i)).isoformat() for i in keep],
                        [vals[i] for i in keep])
     out = tmp_path / "a.csv"
@@ -159,6 +177,25 @@ def test_missing_count_buckets_are_written_as_zero_and_marked_filled(tmp_path):
     assert filled == [(i, (start + timedelta(minutes=i)).isoformat(), "0") for i in (50, 51, 52)]
     assert "1 gap zero-filled (3 buckets)" in res.stderr
     assert res.stdout.startswith("300 rows, interval 60s")
+
+
+def test_gaps_in_a_count_series_that_never_reports_zero_stay_gaps(tmp_path):
+    # Poisson(10) counts are never 0 here, so the three missing minutes are missing data. Filled
+    # with zeros they would look like a sudden drop and alert (and the cooldown after that false
+    # alert could hide a real one).
+    keep = [i for i in range(N) if i not in (300, 301, 302)]
+    vals = spiky_values()
+    src = write_series(tmp_path / "s.csv", [60 * i for i in keep], [vals[i] for i in keep])
+    out = tmp_path / "a.csv"
+    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = read_output(out)
+    assert [int(r["timestamp"]) for r in rows] == [60 * i for i in keep]
+    assert {r["filled"] for r in rows} == {"0"}
+    assert [int(rows[i]["timestamp"]) for i in alert_rows(rows)] == [60 * SPIKE]
+    assert "count series" in res.stderr and "1 gap left (largest 4m)" in res.stderr
+    assert "zero-filled" not in res.stderr
+    assert res.stdout.startswith(f"{N - 3} rows, interval 60s, 1 alert(s)")
 
 
 def test_gaps_in_a_level_series_stay_gaps(tmp_path):
@@ -175,27 +212,48 @@ def test_gaps_in_a_level_series_stay_gaps(tmp_path):
     assert "level series" in res.stderr and "1 gap left (largest 11m)" in res.stderr
 
 
+def test_a_level_series_with_negative_values_alerts_on_a_level_shift(tmp_path):
+    # Outdoor temperatures every 15 minutes, swinging daily between about -4 and 4 degrees for
+    # four days; then the sensor reads about 15 degrees warmer (moved next to a heater).
+    n, shift = 480, 420
+    i = np.arange(n)
+    temps = 3 * np.sin(2 * np.pi * i / 96) + np.random.default_rng(1).normal(0, 0.5, n)
+    temps[shift:] += 15
+    text = [f"{t:.1f}" for t in temps]
+    assert min(temps[:shift]) < -3 < 3 < max(temps[:shift])
+    src = write_series(tmp_path / "s.csv", [1_704_808_800 + 900 * k for k in range(n)], text)
+    out = tmp_path / "a.csv"
+    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "level series (auto: not all values are non-negative integers), duplicates averaged" in res.stderr
+    rows = read_output(out)
+    assert [r["value"] for r in rows] == text  # negative readings pass through as written
+    assert alert_rows(rows) == [shift]
+    assert rows[shift]["severity"] == "critical"
+    assert res.stdout.startswith(f"{n} rows, interval 900s, 1 alert(s)")
+
+
 # -- the output file -------------------------------------------------------------------------------
 
 def test_output_lines_end_with_a_bare_newline(tmp_path):
-    src = write_series(tmp_path / "s.csv", [60 * i for i in range(300)], spiky_values())
+    src = write_series(tmp_path / "s.csv", [60 * i for i in range(10)], sparse_values(10))
     out = tmp_path / "a.csv"
     assert runner.invoke(app, ["detect", "-i", str(src), "-o", str(out)]).exit_code == 0
     data = out.read_bytes()
     assert b"\r" not in data
-    assert data.count(b"\n") == 301 and data.endswith(b"\n")
+    assert data.count(b"\n") == 11 and data.endswith(b"\n")
 
 
 def test_severity_column_names_the_open_incidents_level(tmp_path):
-    src = write_series(tmp_path / "s.csv", [60 * i for i in range(300)], spiky_values())
+    src = write_series(tmp_path / "s.csv", [60 * i for i in range(N)], spiky_values())
     out = tmp_path / "a.csv"
     assert runner.invoke(app, ["detect", "-i", str(src), "-o", str(out)]).exit_code == 0
     rows = read_output(out)
     assert {r["severity"] for r in rows} <= {"", "warning", "critical"}
-    assert all(r["severity"] == "" for r in rows[:200])  # no incident before the spike
-    assert rows[200]["alert"] == "1" and rows[200]["severity"] in ("warning", "critical")
+    assert all(r["severity"] == "" for r in rows[:SPIKE])  # no incident before the spike
+    assert rows[SPIKE]["alert"] == "1" and rows[SPIKE]["severity"] in ("warning", "critical")
     open_rows = [i for i, r in enumerate(rows) if r["severity"]]
-    assert open_rows == list(range(200, 200 + len(open_rows)))  # one incident, while it is open
+    assert open_rows == list(range(SPIKE, SPIKE + len(open_rows)))  # one incident, while it is open
 
 
 def test_missing_input_file_is_an_error(tmp_path):

@@ -93,14 +93,29 @@ def test_a_total_below_its_value_is_rejected_with_the_row(tmp_path):
 
 # -- gaps -----------------------------------------------------------------------------------------
 
-def test_missing_buckets_of_a_count_series_are_filled_with_zero_and_marked(tmp_path):
-    s = read_series(series_csv(tmp_path, [(0, 4), (60, 5), (240, 6), (300, 7), (360, 3)]))
+def test_missing_buckets_of_a_sparse_count_series_are_filled_with_zero_and_marked(tmp_path):
+    # The series reports a 0 itself (at 360), so a missing bucket means "nothing happened".
+    s = read_series(series_csv(tmp_path, [(0, 4), (60, 5), (240, 6), (300, 7), (360, 0)]))
     assert timestamps(s) == [0, 60, 120, 180, 240, 300, 360]
-    assert values(s) == [4, 5, 0, 0, 6, 7, 3]
+    assert values(s) == [4, 5, 0, 0, 6, 7, 0]
     assert [r.filled for r in s.rows] == [False, False, True, True, False, False, False]
     assert [r.row for r in s.rows if r.filled] == [None, None]
     sm = s.summary
     assert (sm.gaps, sm.missing_intervals, sm.largest_gap_s, sm.zero_filled, sm.gaps_left) == (1, 2, 180, 2, 0)
+
+
+@pytest.mark.parametrize("aggregate", ["auto", "sum"])
+def test_gaps_in_a_count_series_that_never_reports_zero_are_left_as_gaps(tmp_path, aggregate):
+    # Vehicles per 5 minutes: a road is never empty, so the missing rows are missing data; zeros
+    # there would be alerts about nothing.
+    s = read_series(series_csv(tmp_path, [(0, 12), (300, 15), (1200, 14), (1500, 11), (1800, 13)]),
+                    aggregate=aggregate)
+    assert s.kind == "count"
+    assert timestamps(s) == [0, 300, 1200, 1500, 1800]
+    assert not any(r.filled for r in s.rows)
+    sm = s.summary
+    assert (sm.gaps, sm.missing_intervals, sm.largest_gap_s, sm.zero_filled, sm.gaps_left) == (1, 2, 900, 0, 1)
+    assert sm.lines()[1] == "fixed: 1 gap left (largest 15m)"
 
 
 def test_gaps_in_a_level_series_are_left_as_gaps(tmp_path):
@@ -114,7 +129,7 @@ def test_gaps_in_a_level_series_are_left_as_gaps(tmp_path):
 def test_count_gaps_longer_than_a_day_are_left_as_gaps(tmp_path):
     hour, day = 3600, 86_400
     ts = [0, hour, 2 * hour, 3 * hour, 5 * hour, 5 * hour + 2 * day, 5 * hour + 2 * day + hour]
-    s = read_series(series_csv(tmp_path, [(t, 1) for t in ts]))
+    s = read_series(series_csv(tmp_path, list(zip(ts, [0, 2, 1, 3, 0, 2, 1]))))  # sparse: has zeros
     assert s.interval_s == hour
     assert [r.timestamp for r in s.rows if r.filled] == [4 * hour]  # the 2-hour gap only
     sm = s.summary
@@ -122,7 +137,7 @@ def test_count_gaps_longer_than_a_day_are_left_as_gaps(tmp_path):
 
 
 def test_zero_filled_buckets_have_a_zero_total_when_the_series_has_totals(tmp_path):
-    src = series_csv(tmp_path, [(0, 1, 9), (60, 2, 8), (180, 3, 7), (240, 1, 2)], header="timestamp,value,total")
+    src = series_csv(tmp_path, [(0, 1, 9), (60, 2, 8), (180, 3, 7), (240, 0, 2)], header="timestamp,value,total")
     filled = [r for r in read_series(src).rows if r.filled]
     assert [(r.timestamp, r.value, r.total) for r in filled] == [(120, 0, 0)]
 
@@ -138,7 +153,8 @@ def test_zero_filled_buckets_have_a_zero_total_when_the_series_has_totals(tmp_pa
 )
 def test_filled_timestamps_are_written_in_utc_in_the_inputs_format(tmp_path, first, second, filled):
     # Two more rows a minute apart set the interval to 1 minute; the minute after `first` is missing.
-    rows = [(first, 1), (second, 2)] + [(int(parse_timestamp(second)) + 60 * i, 3) for i in (1, 2)]
+    # The reported 0 makes this a sparse count series, whose gaps are filled.
+    rows = [(first, 1), (second, 2)] + [(int(parse_timestamp(second)) + 60 * i, v) for i, v in ((1, 0), (2, 3))]
     s = read_series(series_csv(tmp_path, rows), aggregate="sum")
     assert [r.timestamp_raw for r in s.rows[:3]] == [first, filled, second]
 
