@@ -58,8 +58,10 @@ bench-models: setup
 bench-e2e: setup up
 	$(PY) -m bench.bench_e2e
 
+# Synthetic suite (the live alerter's detector) and the NAB dev corpus of real series (../shared/data/nab-dev).
 bench-detector: venv
 	$(PY) -m bench.eval_detector
+	$(PY) -m bench.eval_nab
 
 # Refuses to run on a busy machine (1-min load average above half the cores); BENCH_NOVELTY_ARGS=--force overrides.
 bench-novelty: venv

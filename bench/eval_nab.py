@@ -1,11 +1,12 @@
 """The detector on real series: the NAB dev corpus, scored with NAB's standard profile.
 
-    .venv/bin/python -m bench.eval_nab [--corpus DIR] [--jobs 2]
+    .venv/bin/python -m bench.eval_nab [--corpus DIR] [--jobs 2] [--no-docs]
 
 Each file goes through exactly what ``marketpulse detect`` does with its defaults (clean the
-export, infer the interval and the series kind, one detector step per row, default settings);
-alerts on zero-filled buckets count on the next real row. Returns the scores overall and per
-category, the files' details and the detector's speed (buckets/s per key).
+export, infer the interval and the series kind, one shape-detector step per row); alerts on
+zero-filled buckets count on the next real row. For comparison the live alerter's volume
+detector (``SpikeDetector``, default settings, value only) runs on the same cleaned rows.
+Writes bench/results/nab-dev.json and the table in docs/alerting.md; prints the table.
 """
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from consumers.alerting.config import DetectorConfig
+from consumers.alerting.detector import SpikeDetector
+from marketpulse.settings import AlertSettings
 
 from bench.nab import NabFile, alerts_at, default_corpus_dir, load_corpus, score_corpus, score_file
 from consumers.alerting.series import clean_series, detect_series, read_rows
@@ -34,25 +39,36 @@ def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 3)
 
 
-def detect_file(root: Path, f: NabFile, config: ShapeConfig) -> tuple[np.ndarray, int, float, str]:
-    """Alerts over the file's rows, buckets stepped, seconds spent, and the series kind."""
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results" / "nab-dev.json"
+DOCS = ROOT / "docs" / "alerting.md"
+TABLE_BEGIN, TABLE_END = "<!-- nab-table:begin -->", "<!-- nab-table:end -->"
+
+
+def detect_file(root: Path, f: NabFile, config: ShapeConfig | None) -> tuple[np.ndarray, int, float, str]:
+    """Alerts over the file's rows, buckets stepped, seconds spent, and the series kind.
+    ``config`` None runs the live alerter's volume detector instead of the shape detector."""
     series = clean_series(read_rows(root / f.name))
-    cfg = config.with_(series_kind=series.kind)
     t0 = time.perf_counter()
-    fired = [row.timestamp for row, step in detect_series(series.rows, cfg) if step.alert]
+    if config is not None:
+        fired = [row.timestamp for row, step in detect_series(series.rows, config.with_(series_kind=series.kind))
+                 if step.alert]
+    else:
+        live = SpikeDetector(DetectorConfig.from_settings(AlertSettings()).with_(bucket_s=series.interval_s))
+        fired = [r.timestamp for r in series.rows if live.update(r.timestamp, max(r.value, 0.0)).alert]
     spent = time.perf_counter() - t0
     return alerts_at(f, fired, strict=False), len(series.rows), spent, series.kind
 
 
-def _one(args: tuple[Path, NabFile, ShapeConfig]) -> tuple[str, np.ndarray, int, float, str]:
+def _one(args: tuple[Path, NabFile, ShapeConfig | None]) -> tuple[str, np.ndarray, int, float, str]:
     root, f, cfg = args
     return (f.name, *detect_file(root, f, cfg))
 
 
 def evaluate(root: Path | None = None, config: ShapeConfig | None = None, jobs: int = 2) -> dict:
+    """Scores of ``config`` (the shape detector; None: the live volume detector) on the corpus."""
     root = root or default_corpus_dir()
     files = load_corpus(root)
-    config = config or ShapeConfig()
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
         done = list(pool.map(_one, [(root, f, config) for f in files]))
     alerts = {name: a for name, a, *_ in done}
@@ -77,19 +93,61 @@ def evaluate(root: Path | None = None, config: ShapeConfig | None = None, jobs: 
         "categories": cats,
         "files": per_file,
         "buckets_per_s_per_key": round(steps / seconds, 1) if seconds else None,
-        "config": config.to_dict(),
-        "anchors": ANCHORS,
+        "config": config.to_dict() if config is not None else "live volume detector (SpikeDetector), default settings",
     }
+
+
+def markdown(shape: dict, live: dict, command: str) -> str:
+    cats = list(shape["categories"])
+    lines = [f"Command: `{command}`; NAB standard profile on the dev corpus ({len(shape['files'])} files, "
+             f"{shape['windows']} labelled windows); null detector = 0, perfect = 100. Real series except the "
+             "two artificial categories.", "",
+             "| detector | score | windows detected | false alerts | false alerts / series-day | " +
+             " | ".join(cats) + " |",
+             "|---|---:|---:|---:|---:|" + "---:|" * len(cats)]
+
+    def row(name: str, r: dict) -> str:
+        per = [("n/a, " + str(c["false_alerts"]) + " FA") if c["score"] is None else str(c["score"])
+               for c in r["categories"].values()]
+        return (f"| {name} | **{r['score']}** | {r['detected']}/{r['windows']} | {r['false_alerts']} | "
+                f"{r['false_alerts_per_day']} | " + " | ".join(per) + " |")
+
+    lines.append(row("shape detector (`marketpulse detect`, defaults)", shape))
+    lines.append(row("live volume detector (value only)", live))
+    for name, score in ANCHORS.items():
+        lines.append(f"| {name} (published) | {score} | | | | " + " | ".join("" for _ in cats) + " |")
+    lines += ["", f"Shape detector speed: {shape['buckets_per_s_per_key']} buckets/s per key (one core; "
+                  f"1-min load average {shape.get('loadavg_1m_at_start', '?')} at the start)."]
+    return "\n".join(lines)
+
+
+def write_docs(table: str) -> None:
+    text = DOCS.read_text()
+    if TABLE_BEGIN not in text or TABLE_END not in text:
+        return
+    head, rest = text.split(TABLE_BEGIN, 1)
+    _, tail = rest.split(TABLE_END, 1)
+    DOCS.write_text(f"{head}{TABLE_BEGIN}\n{table}\n{TABLE_END}{tail}")
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=None, help="NAB dev corpus [../shared/data/nab-dev]")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/alerting.md")
     args = ap.parse_args(argv)
-    res = evaluate(args.corpus, jobs=args.jobs)
-    print(json.dumps({k: v for k, v in res.items() if k not in ("files", "config", "anchors")}, indent=1))
-    return res
+    load = round(os.getloadavg()[0], 2)  # other processes share the cores: speed drops with them
+    shape = evaluate(args.corpus, ShapeConfig(), jobs=args.jobs)
+    shape["loadavg_1m_at_start"] = load
+    live = evaluate(args.corpus, None, jobs=args.jobs)
+    result = {"shape": shape, "live_volume_detector": live, "anchors": ANCHORS}
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    table = markdown(shape, live, "python -m bench.eval_nab")
+    if not args.no_docs:
+        write_docs(table)
+    print(table)
+    return result
 
 
 if __name__ == "__main__":

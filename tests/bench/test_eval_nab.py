@@ -1,0 +1,42 @@
+"""The real-series evaluation runs `marketpulse detect`'s path on a NAB-layout corpus and scores it."""
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from bench.eval_nab import evaluate
+
+
+def write_corpus(root, n=900, anomaly_at=700):
+    """One level series with a clear level shift inside its labelled window, one calm series."""
+    start = datetime(2024, 1, 1)
+    stamp = lambda i: (start + timedelta(minutes=5 * i)).strftime("%Y-%m-%d %H:%M:%S")
+    rng = np.random.default_rng(4)
+    shifted = 50 + rng.normal(0, 1, n)
+    shifted[anomaly_at:] += 20
+    calm = 50 + rng.normal(0, 1, n)
+    (root / "cat").mkdir(parents=True)
+    for name, values in (("shift.csv", shifted), ("calm.csv", calm)):
+        rows = ["timestamp,value"] + [f"{stamp(i)},{v:.3f}" for i, v in enumerate(values)]
+        rows.insert(300, rows[299])  # a duplicated row, as real exports have
+        (root / "cat" / name).write_text("\n".join(rows) + "\n")
+    labels = {"cat/shift.csv": [[stamp(anomaly_at - 40) + ".000000", stamp(anomaly_at + 40) + ".000000"]],
+              "cat/calm.csv": []}
+    (root / "labels_windows.json").write_text(json.dumps(labels))
+
+
+def test_a_clear_level_shift_in_its_window_is_detected_and_scores_well(tmp_path):
+    write_corpus(tmp_path)
+    res = evaluate(tmp_path, jobs=1)
+    assert res["windows"] == 1 and res["detected"] == 1
+    assert res["score"] > 50  # detected inside the window, few or no false alerts
+    assert {f["file"]: f["kind"] for f in res["files"]} == {"cat/calm.csv": "level", "cat/shift.csv": "level"}
+    assert res["buckets_per_s_per_key"] > 0
+
+
+def test_the_live_volume_detector_is_scored_on_the_same_files(tmp_path):
+    write_corpus(tmp_path)
+    res = evaluate(tmp_path, None, jobs=1)
+    assert res["windows"] == 1 and "live volume detector" in res["config"]
