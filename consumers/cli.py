@@ -74,7 +74,8 @@ def register(app: typer.Typer) -> None:
                                                               "severity,filled"),
         aggregate: _Aggregate = typer.Option(
             _Aggregate.auto, "--aggregate",
-            help="rows with the same timestamp: 'sum' (a count series; short gaps are zero-filled), 'mean' "
+            help="rows with the same timestamp: 'sum' (a count series; if it reports zeros itself, short gaps "
+                 "are zero-filled), 'mean' "
                  "(a level series; gaps stay gaps), or 'auto' (sum iff every value is a non-negative integer)"),
         threshold: float | None = typer.Option(None, help="evidence (decades) that opens an alert [3.0]"),
         cooldown: int | None = typer.Option(None, help="rows after an alert with no new one [100]"),
