@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.docs_table import replace_table
 from consumers.alerting.config import DetectorConfig
 from consumers.alerting.detector import SpikeDetector
 
@@ -241,14 +242,7 @@ def markdown(result: dict, command: str) -> str:
 
 
 def write_docs(table: str) -> None:
-    if not DOCS.exists():
-        return
-    text = DOCS.read_text()
-    if TABLE_BEGIN not in text or TABLE_END not in text:
-        return
-    head, rest = text.split(TABLE_BEGIN, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    DOCS.write_text(f"{head}{TABLE_BEGIN}\n{table}\n{TABLE_END}{tail}")
+    replace_table(DOCS, TABLE_BEGIN, TABLE_END, table)
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.docs_table import replace_table
+from bench.nab import NabFile, alerts_at, default_corpus_dir, load_corpus, score_corpus, score_file
 from consumers.alerting.config import DetectorConfig
 from consumers.alerting.detector import SpikeDetector
-from marketpulse.settings import AlertSettings
-
-from bench.nab import NabFile, alerts_at, default_corpus_dir, load_corpus, score_corpus, score_file
 from consumers.alerting.series import clean_series, detect_series, read_rows
 from consumers.alerting.shape_detector import ShapeConfig
+from marketpulse.settings import AlertSettings
 
 # Published detectors, NAB standard profile, scored over exactly these 48 files (their own
 # result files); the null detector scores 0 and a perfect one 100.
@@ -122,12 +122,7 @@ def markdown(shape: dict, live: dict, command: str) -> str:
 
 
 def write_docs(table: str) -> None:
-    text = DOCS.read_text()
-    if TABLE_BEGIN not in text or TABLE_END not in text:
-        return
-    head, rest = text.split(TABLE_BEGIN, 1)
-    _, tail = rest.split(TABLE_END, 1)
-    DOCS.write_text(f"{head}{TABLE_BEGIN}\n{table}\n{TABLE_END}{tail}")
+    replace_table(DOCS, TABLE_BEGIN, TABLE_END, table)
 
 
 def main(argv: list[str] | None = None) -> dict:
