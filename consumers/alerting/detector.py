@@ -61,7 +61,7 @@ def to_epoch(ts: float | int | datetime) -> float:
     return float(ts)
 
 
-def _robust(values: np.ndarray, floor: float) -> tuple[float, float]:
+def robust_center_spread(values: np.ndarray, floor: float) -> tuple[float, float]:
     """Median and MAD-based spread (floored)."""
     med = float(np.median(values))
     return med, max(MAD_TO_SIGMA * float(np.median(np.abs(values - med))), floor)
@@ -134,7 +134,7 @@ class SpikeDetector:
         y, slots = self._hist("y"), self._hist("slot")
         seasonal = self.profile.learned(slot) and self.profile.learned(slots)
         resid = y - self.profile.mean[slots] if seasonal else y
-        med, sigma = _robust(resid, self.config.min_sigma)
+        med, sigma = robust_center_spread(resid, self.config.min_sigma)
         return med + (float(self.profile.mean[slot]) if seasonal else 0.0), sigma, seasonal
 
     def _share_residual(self, value: float, total: float) -> tuple[float | None, float | None]:
@@ -147,7 +147,7 @@ class SpikeDetector:
         if denom <= 0:
             return None, None
         p = min(float(neg.sum()) / denom, 1.0)
-        med, sigma = _robust(anscombe(neg) - anscombe(p * tot), self.config.min_sigma)
+        med, sigma = robust_center_spread(anscombe(neg) - anscombe(p * tot), self.config.min_sigma)
         return (float(anscombe(value) - anscombe(p * total)) - med) / sigma, p
 
     def _cap(self, w: int) -> float:
@@ -175,7 +175,7 @@ class SpikeDetector:
         hist = hist[~np.isnan(hist)]
         if len(hist) < self.config.warmup_buckets:
             return mean, None
-        med, spread = _robust(hist, 1.0 / math.sqrt(w))
+        med, spread = robust_center_spread(hist, 1.0 / math.sqrt(w))
         return mean, (mean - med) / spread
 
     def _combine(self, volume: float | None, share: float | None) -> float | None:

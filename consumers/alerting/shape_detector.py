@@ -9,8 +9,9 @@ prices (measured on the NAB corpus of real series, see docs/alerting.md):
    ``neighbours`` nearest sub-sequences in the key's history (the last ``baseline_buckets``
    values; windows overlapping the current one are excluded), divided by the history's 5-95 %
    range. L = 1 sees values never seen before (spikes, level shifts), longer windows see
-   changed shapes (a missing daily peak, a flat stretch, a slow ramp). A daily or weekly rhythm
-   in the history is part of "normal" without a seasonal model.
+   changed shapes (a doubled daily peak, a flat stretch, a slow ramp). A daily or weekly rhythm
+   in the history is part of "normal" without a seasonal model; what it cannot see is a
+   familiar shape at an unusual time of day (it has no clock).
 2. **Calibrated against its own past.** Each scale's nonconformity is turned into a tail
    probability against the history of that scale's own nonconformities: the values above their
    ``tail_quantile`` are fitted with an exponential tail (peaks over threshold). A series whose
@@ -18,13 +19,15 @@ prices (measured on the NAB corpus of real series, see docs/alerting.md):
    what stops a noisy real series from crying wolf.
 3. **Score** = ``-log10`` of the product of the scales' tail probabilities (evidence in decades):
    surprising at several scales at once is stronger evidence than at one.
-4. **Negative share.** When the bucket's total volume is known (the live alerter), a burst of
+4. **Negative share.** When the bucket's total volume is known (a ``total`` column), a burst of
    chatter with an ordinary sentiment mix is not an incident: unless the negative share is also
    unusual (robust z >= ``share_threshold`` against the key's own share history) the score is
    capped at the share's own evidence.
 5. **Incidents.** One opens at ``score >= threshold`` (after warm-up; count series need at least
-   ``min_volume``), stays open while ``score >= clear_threshold``, escalates once at
-   ``critical_threshold``; no new one opens within ``cooldown_buckets`` of the last opening.
+   ``min_volume``), stays open while ``score >= clear_threshold`` (for at most
+   ``cooldown_buckets``: a lasting change is then reported again rather than hiding what follows
+   it), escalates once at ``critical_threshold``; no new one opens within ``cooldown_buckets`` of
+   the last opening.
    One incident gives one alert (plus at most one escalation).
 
 Count series go through the Anscombe transform ``2*sqrt(x + 3/8)`` first, so Poisson noise has
@@ -43,7 +46,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import log_ndtr
 
-from consumers.alerting.detector import _robust, anscombe, to_epoch
+from consumers.alerting.detector import anscombe, robust_center_spread, to_epoch
 
 Severity = Literal["warning", "critical"]
 STATE_VERSION = 1
@@ -255,7 +258,7 @@ class ShapeDetector:
         if denom <= 0:
             return None, None
         p = min(float(neg.sum()) / denom, 1.0)
-        med, sigma = _robust(anscombe(neg) - anscombe(p * tot), 1.0)
+        med, sigma = robust_center_spread(anscombe(neg) - anscombe(p * tot), 1.0)
         return (float(anscombe(value) - anscombe(p * total)) - med) / sigma, p
 
     # -- stepping ----------------------------------------------------------------------------
