@@ -23,6 +23,7 @@ import numpy as np
 from bench.docs_table import replace_table
 from consumers.alerting.config import DetectorConfig
 from consumers.alerting.detector import SpikeDetector
+from consumers.alerting.shape_detector import ShapeConfig, ShapeDetector
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "detector.json"
@@ -117,8 +118,9 @@ def make_series(rng: np.random.Generator, level: str, days: int, with_incidents:
     return START + t * BUCKET_S, neg, total, incidents
 
 
-def run_detector(config: DetectorConfig, ts, neg, total, use_total: bool) -> np.ndarray:
-    det = SpikeDetector(config)
+def run_detector(config: DetectorConfig, ts, neg, total, use_total: bool, shape: bool = False) -> np.ndarray:
+    """Alerts of the live volume detector, or (``shape``) of the shape detector that ``detect`` runs."""
+    det = ShapeDetector(ShapeConfig(series_kind="count")) if shape else SpikeDetector(config)
     alerts = np.zeros(len(ts), dtype=bool)
     for i in range(len(ts)):
         alerts[i] = det.update(float(ts[i]), float(neg[i]), float(total[i]) if use_total else None).alert
@@ -145,22 +147,30 @@ def score_series(alerts: np.ndarray, incidents: list[Incident]) -> dict:
     }
 
 
-def evaluate(config: DetectorConfig, days: int, per_level: int, seed: int) -> dict:
-    rng = np.random.default_rng(seed)
-    modes = {"total": True, "value_only": False}
-    out: dict = {}
+def evaluate(config: DetectorConfig, days: int, per_level: int, seeds: list[int]) -> dict:
+    """Both modes over the series of every seed, pooled; each seed's headline numbers beside."""
+    # mode -> (with the total volume, shape detector): the live alerter, the same detector on the
+    # negative counts alone, and what `marketpulse detect` runs on such a CSV series.
+    modes = {"total": (True, False), "value_only": (False, False), "detect_shape": (False, True)}
     series = []
-    for level in LEVELS:
-        for _ in range(per_level):
-            series.append((level, make_series(rng, level, days, True)))
-        series.append((level + "-quiet", make_series(rng, level, days, False)))
-    for mode, use_total in modes.items():
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        for level in LEVELS:
+            for _ in range(per_level):
+                series.append((seed, level, make_series(rng, level, days, True)))
+            series.append((seed, level + "-quiet", make_series(rng, level, days, False)))
+    out: dict = {}
+    for mode, (use_total, shape) in modes.items():
         rows = []
-        for name, (ts, neg, total, incidents) in series:
-            r = score_series(run_detector(config, ts, neg, total, use_total), incidents)
-            r["series"] = name
+        for seed, name, (ts, neg, total, incidents) in series:
+            r = score_series(run_detector(config, ts, neg, total, use_total, shape), incidents)
+            r["series"], r["seed"] = name, seed
             rows.append(r)
         out[mode] = summarise(rows)
+        out[mode]["per_seed"] = {
+            str(seed): {k: v for k, v in summarise([r for r in rows if r["seed"] == seed]).items()
+                        if k in ("clear_detection_rate", "detection_rate", "false_alerts_per_series_day")}
+            for seed in seeds}
     return out
 
 
@@ -211,8 +221,8 @@ def summarise(rows: list[dict]) -> dict:
 
 def markdown(result: dict, command: str) -> str:
     lines = [
-        f"Command: `{command}` (seed {result['seed']}, {result['days']} days per series, "
-        f"{result['series']} series, {result['elapsed_s']} s).",
+        f"Command: `{command}` (seeds {', '.join(map(str, result['seeds']))}, pooled; {result['days']} days "
+        f"per series, {result['series']} series, {result['elapsed_s']} s).",
         "",
         "| mode | shape | incidents | detected | rate | clear incidents | clear detected | clear rate "
         "| median delay (buckets = min) |",
@@ -233,6 +243,12 @@ def markdown(result: dict, command: str) -> str:
     for mode, res in result["modes"].items():
         lines.append(f"| {mode} | {res['false_alerts']} | {res['quiet_series_days']} | "
                      f"**{res['false_alerts_per_series_day']}** | {res['false_alerts_learning_day']} |")
+    lines += ["", "Per seed (clear detection rate / false alerts per series-day):", "",
+              "| mode | " + " | ".join(f"seed {k}" for k in result["modes"]["total"]["per_seed"]) + " |",
+              "|---|" + "---:|" * len(result["modes"]["total"]["per_seed"])]
+    for mode, res in result["modes"].items():
+        lines.append(f"| {mode} | " + " | ".join(f"{v['clear_detection_rate']} / {v['false_alerts_per_series_day']}"
+                                                 for v in res["per_seed"].values()) + " |")
     lines += ["", "False alerts per series-day by volume level (after the learning day):", "",
               "| mode | series | false alerts / day |", "|---|---|---:|"]
     for mode, res in result["modes"].items():
@@ -249,18 +265,19 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=8)
     ap.add_argument("--series-per-level", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--seeds", default="7,11,23", help="comma-separated; results are pooled over them")
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/alerting.md")
     args = ap.parse_args(argv)
     from marketpulse.settings import AlertSettings
 
     config = DetectorConfig.from_settings(AlertSettings())
     t0 = time.time()
-    modes = evaluate(config, args.days, args.series_per_level, args.seed)
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    modes = evaluate(config, args.days, args.series_per_level, seeds)
     result = {
-        "seed": args.seed,
+        "seeds": seeds,
         "days": args.days,
-        "series": len(LEVELS) * (args.series_per_level + 1),
+        "series": len(seeds) * len(LEVELS) * (args.series_per_level + 1),
         "bucket_s": BUCKET_S,
         "config": config.to_dict(),
         "modes": modes,

@@ -92,7 +92,7 @@ class AlertSettings(BaseModel):
     baseline_buckets: int = Field(180, ge=4, description="trailing buckets in the robust baseline")
     warmup_buckets: int = Field(15, ge=1)
     min_volume: float = Field(5.0, ge=0, description="minimum negative volume for an alert")
-    threshold: float = Field(4.0, gt=0, description="robust z-score that opens an incident")
+    threshold: float = Field(3.5, gt=0, description="robust z-score that opens an incident")
     critical_threshold: float = Field(8.0, gt=0)
     clear_threshold: float = Field(2.0, ge=0, description="hysteresis: score below which it closes")
     cooldown_buckets: int = Field(15, ge=0)
