@@ -46,9 +46,8 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import log_ndtr
 
-from consumers.alerting.detector import anscombe, robust_center_spread, to_epoch
+from consumers.alerting.detector import Severity, anscombe, robust_center_spread, to_epoch
 
-Severity = Literal["warning", "critical"]
 STATE_VERSION = 1
 LOG10 = math.log(10.0)
 
@@ -197,9 +196,10 @@ class ShapeDetector:
         h = c.baseline_buckets
         # History holds one more value than the baseline: the current bucket's windows end there.
         self._values = _Buffer(h + 1)
-        self._raw = _Buffer(h)  # untransformed values, for the "expected" level in alerts
         self._scores = {L: _Buffer(h) for L in c.shape_lengths}
-        self._neg = _Buffer(h)  # negative volume and total, for the share check
+        # Untransformed values (the negative volume, with a total) and totals: the share check and
+        # the "expected" level in alerts.
+        self._observed = _Buffer(h)
         self._total = _Buffer(h)
         self._scale: float | None = None
         self.steps = 0
@@ -249,7 +249,7 @@ class ShapeDetector:
         return evidence
 
     def _share_z(self, value: float, total: float) -> tuple[float | None, float | None]:
-        neg, tot = self._neg.values, self._total.values
+        neg, tot = self._observed.values, self._total.values
         known = ~np.isnan(tot)
         if known.sum() < self.config.min_score_history:
             return None, None
@@ -279,7 +279,7 @@ class ShapeDetector:
         rs = p = None
         if total is not None:
             rs, p = self._share_z(value, total)
-        expected = float(np.median(self._raw.values)) if len(self._raw) else value
+        expected = float(np.median(self._observed.values)) if len(self._observed) else value
         self._values.append(self._transform(value))
         shapes = self._shape_evidence()
         score = sum(shapes.values())
@@ -303,8 +303,7 @@ class ShapeDetector:
             self.severity = "critical" if score >= c.critical_threshold else "warning"
             self.cooldown_left = c.cooldown_buckets
 
-        self._raw.append(value)
-        self._neg.append(value)
+        self._observed.append(value)
         self._total.append(np.nan if total is None else total)
         self.steps += 1
         self.last_timestamp = ts
@@ -337,9 +336,8 @@ class ShapeDetector:
             "version": STATE_VERSION,
             "config": self.config.to_dict(),
             "values": self._stored(self._values),
-            "raw": self._stored(self._raw),
             "scores": {str(L): self._stored(b) for L, b in self._scores.items()},
-            "negative": self._stored(self._neg),
+            "observed": self._stored(self._observed),
             "total": self._stored(self._total),
             "scale": self._scale,
             "steps": self.steps,
@@ -362,10 +360,9 @@ class ShapeDetector:
             buf.load([np.nan if v is None else v for v in values])
 
         load(det._values, data["values"])
-        load(det._raw, data["raw"])
         for L, buf in det._scores.items():
             load(buf, data["scores"][str(L)])
-        load(det._neg, data["negative"])
+        load(det._observed, data["observed"])
         load(det._total, data["total"])
         det._scale = data["scale"]
         det.steps = int(data["steps"])
