@@ -13,14 +13,13 @@ Writes bench/results/detector.json and the quality table in docs/alerting.md.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bench.docs_table import replace_table
+from bench.docs_table import publish
 from consumers.alerting.config import DetectorConfig
 from consumers.alerting.detector import SpikeDetector
 from consumers.alerting.shape_detector import ShapeConfig, ShapeDetector
@@ -261,10 +260,6 @@ def markdown(result: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_docs(table: str) -> None:
-    replace_table(DOCS, TABLE_BEGIN, TABLE_END, table)
-
-
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--days", type=int, default=8)
@@ -287,12 +282,8 @@ def main(argv: list[str] | None = None) -> dict:
         "modes": modes,
         "elapsed_s": round(time.time() - t0, 1),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
-    table = markdown(result, "python -m bench.eval_detector")
-    if not args.no_docs:
-        write_docs(table)
-    print(table)
+    publish(result, RESULTS, markdown(result, "python -m bench.eval_detector"), None if args.no_docs else DOCS,
+            TABLE_BEGIN, TABLE_END)
     return result
 
 

@@ -11,7 +11,6 @@ Writes bench/results/nab-dev.json and the table in docs/alerting.md; prints the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.docs_table import replace_table
+from bench.docs_table import publish
 from bench.nab import NabFile, alerts_at, default_corpus_dir, load_corpus, score_corpus, score_file
 from consumers.alerting.config import DetectorConfig
 from consumers.alerting.detector import SpikeDetector
@@ -121,10 +120,6 @@ def markdown(shape: dict, live: dict, command: str) -> str:
     return "\n".join(lines)
 
 
-def write_docs(table: str) -> None:
-    replace_table(DOCS, TABLE_BEGIN, TABLE_END, table)
-
-
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=None, help="NAB dev corpus [../shared/data/nab-dev]")
@@ -136,12 +131,8 @@ def main(argv: list[str] | None = None) -> dict:
     shape["loadavg_1m_at_start"] = load
     live = evaluate(args.corpus, None, jobs=args.jobs)
     result = {"shape": shape, "live_volume_detector": live, "anchors": ANCHORS}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    table = markdown(shape, live, "python -m bench.eval_nab")
-    if not args.no_docs:
-        write_docs(table)
-    print(table)
+    publish(result, RESULTS, markdown(shape, live, "python -m bench.eval_nab"), None if args.no_docs else DOCS,
+            TABLE_BEGIN, TABLE_END, indent=1)
     return result
 
 
