@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         cap = ms["records_per_s"]
         print(f"  {cap:.0f} records/s ({ms['backend']})", flush=True)
 
-        from stream.topics import ensure_topics
+        from marketpulse.kafka_topics import ensure_topics
 
         ensure_topics(pipe.settings.kafka)
         pipe.start("worker"); pipe.start("sink")

@@ -1,11 +1,15 @@
 """The live alerter: labeled events -> SpikeMonitor -> alerts topic, alerts index, webhooks.
 
 One alerter per consumer group reads every partition of the events topic (the market key spans
-them all), so it assigns partitions itself instead of joining a rebalancing group. Its state (open
-buckets, every detector) is snapshotted together with the offsets it covers to a compacted Kafka
-topic; a restart loads the latest snapshot and seeks to exactly those offsets, so no event is
-counted twice or missed. Without a snapshot it rebuilds its baseline from the events topic,
-starting one baseline window back in time.
+them all), so it assigns partitions itself instead of joining a rebalancing group. It runs on the
+shared consumer loop; its "commit" is a snapshot of its state (open buckets, every detector)
+together with the offsets it covers, written to a compacted Kafka topic. A restart loads the latest
+snapshot and seeks to exactly those offsets, so no event is counted twice or missed. Without a
+snapshot it rebuilds its baseline from the events topic, starting one baseline window back.
+
+Event time comes from the shared ``EventClock``: the slowest partition with a backlog while
+catching up, events dated beyond the future-skew bound skipped (they would close every window a
+real event falls into), and time moving on with the wall clock when the stream is quiet.
 
 Alert ids are deterministic (key + incident start): re-delivered alerts overwrite in Elasticsearch
 and carry the same Idempotency-Key to webhooks.
@@ -16,24 +20,130 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.errors import KafkaError
 
 from consumers.alerting import DetectorConfig, SpikeMonitor
 from consumers.es_index import ALERT_MAPPINGS, DELIVERY_MAPPINGS, ensure_index
 from consumers.webhooks import Attempt, WebhookDispatcher
+from marketpulse import metrics, wire
+from marketpulse.consumer_loop import ConsumerLoop, KafkaSink, KafkaSource, Sink
+from marketpulse.event_clock import EventClock
+from marketpulse.schemas import Alert
 from marketpulse.settings import Settings
-from stream import metrics
+from marketpulse.wire import InRecord, OutRecord
 
 log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 1
 
 
+class AlerterSource(Protocol):
+    def poll(self, timeout_ms: int) -> list[InRecord]: ...
+
+    def commit(self) -> None: ...
+
+    def positions(self) -> dict[int, int]: ...
+
+    def lagging(self) -> list[int]: ...
+
+
+class AlertHandler:
+    """The alerter's work per poll, with its outputs injected (Kafka + Elasticsearch + webhooks in
+    the process; in-memory ones in tests)."""
+
+    def __init__(self, settings: Settings, out: Sink, *, store_alert: Callable[[dict[str, Any]], None],
+                 notify: Callable[[dict[str, Any]], None], group_id: str | None = None,
+                 monitor: SpikeMonitor | None = None, clock: EventClock | None = None):
+        self.s = settings
+        a = settings.alerts
+        self.group_id = group_id or settings.kafka.alerter_group
+        self.config = DetectorConfig.from_settings(a)
+        self.monitor = monitor or SpikeMonitor(self.config)
+        self.clock = clock or EventClock(a.allowed_lateness_s, a.max_future_skew_s)
+        self.out = out
+        self.store_alert, self.notify = store_alert, notify
+        self._last_snapshot = time.monotonic()
+
+    # -- the loop's steps ---------------------------------------------------------------------------
+    def handle(self, records: list[InRecord], lagging: Callable[[], list[int]] = list) -> list[dict[str, Any]]:
+        n = 0
+        for r in records:
+            try:
+                event = wire.decode_labeled(r)
+            except wire.WireError as exc:  # the ES sink dead-letters these; the alerter skips them
+                log.warning("skipping unreadable event at %s:%d:%d (%s)", r.topic, r.partition, r.offset, exc)
+                metrics.ALERTER_SKIPPED.labels(exc.rejection.reason).inc()
+                continue
+            if not self.clock.observe(r.partition, event.published_at.timestamp()):
+                log.warning("skipping event %s dated %s: beyond the %d s future-skew bound", event.doc_id,
+                            event.published_at.isoformat(), self.s.alerts.max_future_skew_s)
+                metrics.ALERTER_SKIPPED.labels("future_dated").inc()
+                continue
+            self.monitor.observe(event)
+            n += 1
+        # A quiet stream must still close its last buckets: event time moves on with the clock.
+        watermark = self.clock.watermark(lagging()) if n else self.clock.idle_watermark(self.s.alerts.idle_flush_s)
+        alerts = self.monitor.advance(watermark) if watermark is not None else []
+        return [self._publish(a) for a in alerts]
+
+    def flush(self) -> None:
+        self.out.flush()
+
+    def checkpoint_due(self) -> bool:
+        return time.monotonic() - self._last_snapshot >= self.s.alerts.snapshot_interval_s
+
+    def snapshot_record(self, positions: dict[int, int]) -> OutRecord:
+        """Monitor state + the offsets it covers, keyed by the group (compacted topic)."""
+        body = json.dumps({"version": SNAPSHOT_VERSION, "group": self.group_id,
+                           "offsets": {str(p): o for p, o in positions.items()},
+                           "saved_at": datetime.now(timezone.utc).isoformat(),
+                           "monitor": self.monitor.to_dict()}).encode()
+        return OutRecord(self.s.kafka.topics.alerter_state, self.group_id.encode(), body)
+
+    def checkpoint(self, source: AlerterSource) -> None:
+        """State and offsets durable first, then the group commit (for lag dashboards)."""
+        self.out.send(self.snapshot_record(source.positions()))
+        self.out.flush()
+        source.commit()
+        self._last_snapshot = time.monotonic()
+
+    # -- outputs ------------------------------------------------------------------------------------
+    def _publish(self, alert: Alert) -> dict[str, Any]:
+        doc = wire.alert_document(alert, fired_at=datetime.now(timezone.utc))
+        self.out.send(wire.encode_alert(doc, self.s.kafka.topics.alerts))
+        self.store_alert(doc)
+        self.notify(doc)
+        metrics.ALERTS.labels(alert.key_type, alert.severity).inc()
+        log.warning("ALERT %s %s %s observed %.1f expected %.1f score %.1f", alert.severity, alert.status,
+                    alert.key, alert.observed, alert.expected, alert.score)
+        return doc
+
+
+class _LoopAdapter:
+    """AlertHandler on the consumer loop: the lagging partitions for the watermark, and a snapshot
+    (when due) as the commit."""
+
+    def __init__(self, handler: AlertHandler, source: AlerterSource):
+        self.handler, self.source = handler, source
+
+    def handle(self, records: list[InRecord]) -> None:
+        self.handler.handle(records, self.source.lagging if records else list)
+
+    def flush(self) -> None:
+        self.handler.flush()
+
+    def commit(self, source: Any) -> None:
+        if self.handler.checkpoint_due():
+            self.handler.checkpoint(self.source)
+
+
 class Alerter:
+    """The `marketpulse alerter` process."""
+
     def __init__(self, settings: Settings, es: Elasticsearch | None = None, group_id: str | None = None,
                  from_time: datetime | None = None):
         self.s = settings
@@ -41,7 +151,6 @@ class Alerter:
         self.group_id = group_id or k.alerter_group
         self.from_time = from_time
         self.es = es or Elasticsearch(**settings.elasticsearch.client_kwargs())
-        self.config = DetectorConfig.from_settings(settings.alerts)
         self.consumer = KafkaConsumer(bootstrap_servers=k.bootstrap, group_id=self.group_id,
                                       client_id=f"{k.client_id}-alerter", enable_auto_commit=False,
                                       auto_offset_reset="earliest", max_poll_records=2000)
@@ -49,15 +158,13 @@ class Alerter:
                                       compression_type="gzip", max_request_size=32 * 1024 * 1024)
         ensure_index(self.es, settings.elasticsearch.alerts_index, ALERT_MAPPINGS)
         ensure_index(self.es, settings.elasticsearch.deliveries_index, DELIVERY_MAPPINGS)
+        self.sink = KafkaSink(self.producer)
         self.webhooks = WebhookDispatcher(settings.alerts.webhooks,
                                           settings.alerts.webhook_secret.get_secret_value(),
                                           on_attempt=self._log_attempt)
-        self.monitor = SpikeMonitor(self.config)
-        self.partitions: list[TopicPartition] = []
-        self.fired: list[dict] = []
-        self._partition_time: dict[int, float] = {}  # latest event time read per partition
-        self._last_event_wall = time.monotonic()
-        self._last_snapshot = time.monotonic()
+        self.handler = AlertHandler(settings, self.sink, store_alert=self._store_alert,
+                                    notify=self.webhooks.submit, group_id=self.group_id)
+        self.source = KafkaSource(self.consumer)
 
     # -- start: snapshot or rebuild ---------------------------------------------------------------
     def start(self) -> None:
@@ -69,20 +176,21 @@ class Alerter:
             parts = self.consumer.partitions_for_topic(topic)
         if not parts:
             raise RuntimeError(f"topic {topic} does not exist")
-        self.partitions = [TopicPartition(topic, p) for p in sorted(parts)]
-        self.consumer.assign(self.partitions)
+        partitions = [TopicPartition(topic, p) for p in sorted(parts)]
+        self.consumer.assign(partitions)
         snap = self._load_snapshot()
         if snap is not None:
-            self.monitor = SpikeMonitor.from_dict(snap["monitor"], self.config)
-            for tp in self.partitions:
+            self.handler.monitor = SpikeMonitor.from_dict(snap["monitor"], self.handler.config)
+            for tp in partitions:
                 self.consumer.seek(tp, snap["offsets"].get(str(tp.partition), 0))
             log.info("resumed from snapshot at offsets %s", snap["offsets"])
             return
+        config = self.handler.config
         since = self.from_time or datetime.fromtimestamp(
-            time.time() - self.config.baseline_buckets * self.config.bucket_s, tz=timezone.utc)
-        found = self.consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in self.partitions})
-        ends = self.consumer.end_offsets(self.partitions)
-        for tp in self.partitions:
+            time.time() - config.baseline_buckets * config.bucket_s, tz=timezone.utc)
+        found = self.consumer.offsets_for_times({tp: int(since.timestamp() * 1000) for tp in partitions})
+        ends = self.consumer.end_offsets(partitions)
+        for tp in partitions:
             self.consumer.seek(tp, found[tp].offset if found.get(tp) else ends[tp])
         log.info("no snapshot for %s: rebuilding from events since %s", self.group_id, since.isoformat())
 
@@ -112,98 +220,29 @@ class Alerter:
         finally:
             reader.close()
 
-    def snapshot(self) -> None:
-        """Monitor state + the offsets it covers, then the group commit (for lag dashboards)."""
-        offsets = {str(tp.partition): self.consumer.position(tp) for tp in self.partitions}
-        body = json.dumps({"version": SNAPSHOT_VERSION, "group": self.group_id, "offsets": offsets,
-                           "saved_at": datetime.now(timezone.utc).isoformat(),
-                           "monitor": self.monitor.to_dict()}).encode()
-        self.producer.send(self.s.kafka.topics.alerter_state, key=self.group_id.encode(), value=body)
-        self.producer.flush()
-        self.consumer.commit()
-        self._last_snapshot = time.monotonic()
-
-    # -- the loop ---------------------------------------------------------------------------------
-    def poll_once(self, timeout_ms: int = 500) -> list[dict]:
-        polled = self.consumer.poll(timeout_ms=timeout_ms)
-        n = 0
-        for tp, recs in polled.items():
-            for r in recs:
-                try:
-                    event = json.loads(r.value)
-                    self.monitor.observe(event)
-                    t = datetime.fromisoformat(event["published_at"]).timestamp()
-                    self._partition_time[tp.partition] = max(t, self._partition_time.get(tp.partition, t))
-                    n += 1
-                except Exception as exc:  # the ES sink dead-letters these; the alerter skips them
-                    log.warning("skipping unreadable event at %s:%d:%d (%s)", r.topic, r.partition, r.offset, exc)
-        now = time.monotonic()
-        if n:
-            self._last_event_wall = now
-            watermark = self._watermark()
-            alerts = self.monitor.advance(watermark) if watermark is not None else []
-        elif now - self._last_event_wall >= self.s.alerts.idle_flush_s and self.monitor.buckets.max_event_time:
-            # A quiet stream must still close its last buckets: event time moves on with the clock.
-            alerts = self.monitor.advance(self.monitor.buckets.max_event_time + (now - self._last_event_wall))
-        else:
-            alerts = []
-        out = [self._publish(a) for a in alerts]
-        if now - self._last_snapshot >= self.s.alerts.snapshot_interval_s:
-            try:
-                self.snapshot()
-            except KafkaError as exc:  # broker away: keep detecting, save the state once it is back
-                log.warning("snapshot postponed: %s", exc)
-                self._last_snapshot = now
-        return out
-
-    def _watermark(self) -> float | None:
-        """Event time every partition has reached: the slowest partition that still has a backlog.
-
-        Catching up on a backlog, one poll may bring minutes of one partition before another's;
-        taking the maximum event time would close buckets that the lagging partitions still feed.
-        """
-        ends = self.consumer.end_offsets(self.partitions)
-        lagging = [tp.partition for tp in self.partitions if self.consumer.position(tp) < ends[tp]]
-        if any(p not in self._partition_time for p in lagging):
-            return None  # a partition with a backlog was not read yet: its events may be older
-        times = [self._partition_time[p] for p in lagging] or list(self._partition_time.values())
-        return min(times) if lagging else max(times)
-
-    def _publish(self, alert) -> dict:
-        doc = alert.model_dump(mode="json")
-        doc["fired_at"] = datetime.now(timezone.utc).isoformat()
-        self.producer.send(self.s.kafka.topics.alerts, key=alert.id.encode(), value=json.dumps(doc).encode())
-        self.es.index(index=self.s.elasticsearch.alerts_index, id=alert.id, document=doc, refresh="wait_for")
-        self.webhooks.submit(doc)
-        metrics.ALERTS.labels(alert.key_type, alert.severity).inc()
-        log.warning("ALERT %s %s %s observed %.1f expected %.1f score %.1f", alert.severity, alert.status,
-                    alert.key, alert.observed, alert.expected, alert.score)
-        self.fired.append(doc)
-        return doc
+    # -- outputs ----------------------------------------------------------------------------------
+    def _store_alert(self, doc: dict[str, Any]) -> None:
+        self.es.index(index=self.s.elasticsearch.alerts_index, id=doc["id"], document=doc, refresh="wait_for")
 
     def _log_attempt(self, a: Attempt) -> None:
         doc: dict[str, Any] = a.as_dict()
-        self.producer.send(self.s.kafka.topics.webhook_deliveries, key=a.delivery_id.encode(),
-                           value=json.dumps(doc).encode())
+        self.sink.send(OutRecord(self.s.kafka.topics.webhook_deliveries, a.delivery_id.encode(),
+                                 json.dumps(doc).encode()))
         self.es.index(index=self.s.elasticsearch.deliveries_index, id=f"{a.delivery_id}:{a.attempt}",
                       document=doc)
 
+    # -- lifecycle --------------------------------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()
         self.start()
-        backoff = 0.5
-        while not stop.is_set():
-            try:
-                self.poll_once()
-                backoff = 0.5
-            except KafkaError as exc:  # broker restarting: state and offsets stay in memory until it is back
-                log.warning("kafka unavailable (%s: %s); retrying in %.1fs", type(exc).__name__, exc, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
-        self.close()
+        try:
+            ConsumerLoop(self.source, _LoopAdapter(self.handler, self.source), name="alerter").run(stop)
+        finally:
+            self.close()
 
     def close(self) -> None:
-        self.snapshot()
+        self.handler.checkpoint(self.source)
         self.webhooks.close(timeout=10)
-        self.producer.flush(); self.producer.close()
+        self.producer.flush()
+        self.producer.close()
         self.consumer.close()

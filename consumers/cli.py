@@ -40,8 +40,8 @@ def register(app: typer.Typer) -> None:
     def sink(config: Path | None = ConfigOpt) -> None:
         """Index labeled events into Elasticsearch (commit after ES acknowledged)."""
         from consumers.es_sink import EsSink
-        from stream import metrics
-        from stream.topics import ensure_topics
+        from marketpulse import metrics
+        from marketpulse.kafka_topics import ensure_topics
 
         s = _settings(config)
         ensure_topics(s.kafka)
@@ -58,8 +58,8 @@ def register(app: typer.Typer) -> None:
         from datetime import datetime
 
         from consumers.alerter import Alerter
-        from stream import metrics
-        from stream.topics import ensure_topics
+        from marketpulse import metrics
+        from marketpulse.kafka_topics import ensure_topics
 
         s = _settings(config)
         ensure_topics(s.kafka)

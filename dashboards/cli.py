@@ -1,7 +1,30 @@
 """`marketpulse` subcommands of the dashboards room."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from marketpulse.cli_options import ConfigOpt, load_settings
+
+# No [brackets] in help texts: rich takes them for markup and drops them.
+EVENTS_INDEX_HELP = "alias of the daily event indices (default: settings elasticsearch.index_prefix)"
+ALERTS_INDEX_HELP = "alerts index (default: settings elasticsearch.alerts_index)"
+
+
+def _settings(config: Path | None):
+    """Settings for --config (else MARKETPULSE_CONFIG / env); a bad file is one line and exit 2."""
+    import yaml
+    from pydantic import ValidationError
+
+    try:
+        return load_settings(config)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        typer.echo(f"error: invalid settings: {problems}", err=True)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        typer.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
+    raise typer.Exit(2)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,17 +44,19 @@ def register(app: typer.Typer) -> None:
                                    help="Elasticsearch URL as Grafana (not this machine) reaches it"),
         prometheus_url: str | None = typer.Option(None, "--prometheus-url",
                                                   help="Prometheus URL as Grafana reaches it; omit to skip that datasource"),
-        events_index: str = typer.Option("marketpulse-events", help="alias of the daily event indices"),
-        alerts_index: str = typer.Option("marketpulse-alerts", help="alerts index"),
+        events_index: str | None = typer.Option(None, "--events-index", help=EVENTS_INDEX_HELP),
+        alerts_index: str | None = typer.Option(None, "--alerts-index", help=ALERTS_INDEX_HELP),
         timeout: float = typer.Option(10.0, help="seconds per Grafana request"),
+        config: Path | None = ConfigOpt,
     ) -> None:
         """Create or update the datasources, folder and dashboards in a Grafana (idempotent)."""
         from dashboards.push import PushError, connect, explain, push
 
+        s = _settings(config)
         try:
             api = connect(url, api_key, user, password, timeout)
             report = push(api, folder=folder, es_url=es_url, prometheus_url=prometheus_url,
-                          events_index=events_index, alerts_index=alerts_index)
+                          events_index=events_index, alerts_index=alerts_index, es_settings=s.elasticsearch)
         except PushError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2)
@@ -43,23 +68,27 @@ def register(app: typer.Typer) -> None:
 
     @dashboards_app.command("check")
     def check_cmd(
-        es_url: str = typer.Option("http://127.0.0.1:9200", "--es-url", help="Elasticsearch URL from this machine"),
-        events_index: str = typer.Option("marketpulse-events", help="alias of the daily event indices"),
-        alerts_index: str = typer.Option("marketpulse-alerts", help="alerts index"),
+        es_url: str | None = typer.Option(None, "--es-url",
+                                          help="Elasticsearch URL from this machine (default: settings elasticsearch.url)"),
+        events_index: str | None = typer.Option(None, "--events-index", help=EVENTS_INDEX_HELP),
+        alerts_index: str | None = typer.Option(None, "--alerts-index", help=ALERTS_INDEX_HELP),
         hours: float = typer.Option(24.0, help="time range: the last N hours"),
+        config: Path | None = ConfigOpt,
     ) -> None:
         """Run every Elasticsearch panel query of the dashboards and report which return no data."""
         from elasticsearch import Elasticsearch
 
         from dashboards import esquery
-        from dashboards.push import ALERTS_UID, EVENTS_UID, load_dashboards, provisioned_datasources
+        from dashboards.push import es_indices, load_dashboards, provisioned_datasources
 
+        s = _settings(config)
+        es_url = es_url or s.elasticsearch.url
+        indices = es_indices(s.elasticsearch, events_index=events_index, alerts_index=alerts_index)
         time_fields = {ds["uid"]: ds["jsonData"]["timeField"] for ds in provisioned_datasources()
                        if ds["type"] == "elasticsearch"}
         try:
             with Elasticsearch(es_url, request_timeout=10) as es:
-                results = esquery.check(es, load_dashboards(), {EVENTS_UID: events_index, ALERTS_UID: alerts_index},
-                                        time_fields, esquery.default_range(hours))
+                results = esquery.check(es, load_dashboards(), indices, time_fields, esquery.default_range(hours))
         except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
             typer.echo(f"error: querying Elasticsearch at {es_url} failed: {type(exc).__name__}: "
                        f"{str(exc).splitlines()[0] if str(exc) else ''}", err=True)

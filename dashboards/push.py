@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from marketpulse.settings import ElasticsearchSettings
+
 DASHBOARD_DIR = Path(__file__).resolve().parent
 PROVISIONING_DIR = DASHBOARD_DIR / "provisioning"
 
@@ -46,10 +48,28 @@ def provisioned_datasources() -> list[dict[str, Any]]:
     return sources
 
 
+def es_indices(es_settings: ElasticsearchSettings | None = None, *, events_index: str | None = None,
+               alerts_index: str | None = None) -> dict[str, str]:
+    """Elasticsearch datasource uid -> the index it reads; an explicit name wins over the settings.
+
+    Events: the read alias ``elasticsearch.index_prefix`` that the ES sink's daily indices join
+    (consumers/es_index.py). Alerts: ``elasticsearch.alerts_index``, the index the alerter writes.
+    Without settings, the `ElasticsearchSettings` defaults (nothing is read from the environment here).
+    """
+    es_settings = es_settings if es_settings is not None else ElasticsearchSettings()
+    return {EVENTS_UID: events_index or es_settings.index_prefix,
+            ALERTS_UID: alerts_index or es_settings.alerts_index}
+
+
 def datasource_payloads(es_url: str, prometheus_url: str | None,
-                        events_index: str = "marketpulse-events",
-                        alerts_index: str = "marketpulse-alerts") -> list[dict[str, Any]]:
-    """The provisioning YAML turned into API payloads, with URLs as seen from the target Grafana."""
+                        events_index: str | None = None, alerts_index: str | None = None, *,
+                        es_settings: ElasticsearchSettings | None = None) -> list[dict[str, Any]]:
+    """The provisioning YAML turned into API payloads, with URLs as seen from the target Grafana.
+
+    The Elasticsearch datasources carry the index names (from `es_indices`); the dashboards only
+    reference the datasources by uid, so they need no rewriting.
+    """
+    indices = es_indices(es_settings, events_index=events_index, alerts_index=alerts_index)
     payloads = []
     for ds in provisioned_datasources():
         body = {k: ds[k] for k in ("name", "uid", "type", "access", "url") if k in ds}
@@ -57,10 +77,8 @@ def datasource_payloads(es_url: str, prometheus_url: str | None,
         body["isDefault"] = bool(ds.get("isDefault", False))
         if ds["type"] == "elasticsearch":
             body["url"] = es_url
-            if ds["uid"] == EVENTS_UID:
-                body["jsonData"]["index"] = events_index
-            elif ds["uid"] == ALERTS_UID:
-                body["jsonData"]["index"] = alerts_index
+            if ds["uid"] in indices:
+                body["jsonData"]["index"] = indices[ds["uid"]]
         elif ds["type"] == "prometheus":
             if not prometheus_url:
                 continue  # the pipeline dashboard then shows "datasource not found" until one is pushed
@@ -88,12 +106,16 @@ def _is_missing(exc: Exception) -> bool:
 
 
 def push(api: Any, *, folder: str, es_url: str, prometheus_url: str | None,
-         events_index: str = "marketpulse-events", alerts_index: str = "marketpulse-alerts") -> PushReport:
-    """Upsert datasources, the folder and every dashboard through a `grafana_client.GrafanaApi`."""
+         events_index: str | None = None, alerts_index: str | None = None,
+         es_settings: ElasticsearchSettings | None = None) -> PushReport:
+    """Upsert datasources, the folder and every dashboard through a `grafana_client.GrafanaApi`.
+
+    Index names: explicit `events_index`/`alerts_index`, else `es_settings` (see `es_indices`).
+    """
     from grafana_client.client import GrafanaClientError
 
     report = PushReport()
-    for body in datasource_payloads(es_url, prometheus_url, events_index, alerts_index):
+    for body in datasource_payloads(es_url, prometheus_url, events_index, alerts_index, es_settings=es_settings):
         try:
             existing = api.datasource.get_datasource_by_uid(body["uid"])
         except GrafanaClientError as exc:

@@ -61,7 +61,7 @@ def run_demo(settings: Settings, config: Path | None, live_s: float, history_s: 
 
     from stream.generate.runner import run_generator
     from stream.generate.scenarios import parse_scenario
-    from stream.topics import ensure_topics
+    from marketpulse.kafka_topics import ensure_topics
 
     s = settings
     es = Elasticsearch(**s.elasticsearch.client_kwargs())

@@ -97,10 +97,18 @@ class AlertSettings(BaseModel):
     clear_threshold: float = Field(2.0, ge=0, description="hysteresis: score below which it closes")
     cooldown_buckets: int = Field(15, ge=0)
     allowed_lateness_s: int = Field(15, ge=0, description="how long a bucket waits for late events")
+    max_future_skew_s: int = Field(300, ge=0, description="events dated further ahead of the wall clock "
+                                                         "cannot move event time (the alerter skips them)")
     idle_flush_s: float = Field(5.0, gt=0, description="no events this long: event time moves with the clock")
     snapshot_interval_s: float = Field(10.0, gt=0, description="how often alerter state is saved to Kafka")
     webhooks: list[WebhookEndpoint] = []
     webhook_secret: SecretStr = SecretStr("change-me")
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> "AlertSettings":
+        if not self.clear_threshold < self.threshold <= self.critical_threshold:
+            raise ValueError("alerts: need clear_threshold < threshold <= critical_threshold")
+        return self
 
 
 class Settings(BaseSettings):
@@ -134,13 +142,6 @@ class Settings(BaseSettings):
         if path is not None:
             overrides["config_file"] = Path(path)
         return cls(**overrides)
-
-    @model_validator(mode="after")
-    def _thresholds_ordered(self) -> "Settings":
-        a = self.alerts
-        if not a.clear_threshold < a.threshold <= a.critical_threshold:
-            raise ValueError("alerts: need clear_threshold < threshold <= critical_threshold")
-        return self
 
 
 class _YamlSource(PydanticBaseSettingsSource):

@@ -149,7 +149,9 @@ def load_merged_model(artifact_dir: Path, attn_implementation: str = "sdpa") -> 
 
 
 def repack(artifact_dir: Path) -> None:
-    """Rewrite an artifact's tensors in the current storage format (same values up to rounding)."""
+    """Rewrite an artifact's tensors in the current storage format (same values up to rounding).
+
+    Command line: ``marketpulse model repack [ARTIFACT_DIR] [--config FILE]``."""
     from safetensors.torch import load_file, save_file
 
     cfg = read_config(artifact_dir)
@@ -158,11 +160,3 @@ def repack(artifact_dir: Path) -> None:
     base = base_parameters(new_model(labels, lora))
     trained = unpack_state(load_file(str(Path(artifact_dir) / ADAPTER_FILE)), base)
     save_file(pack_state(trained, base), str(Path(artifact_dir) / ADAPTER_FILE), metadata={"version": str(cfg["version"])})
-
-
-if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) != 3 or sys.argv[1] != "repack":
-        sys.exit("usage: python -m models.artifact repack ARTIFACT_DIR")
-    repack(Path(sys.argv[2]))

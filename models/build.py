@@ -5,19 +5,18 @@
     model.int8.onnx      dynamic int8 quantization of model.onnx (onnx-int8 backend)
     build.json           stamp: artifact version + adapter hash; a matching stamp makes a rebuild a no-op
 
-Run: ``python -m models.build [--force]`` (``make setup`` does this).
+Run: ``marketpulse model build [--force] [--config FILE]``, or the same command as
+``python -m models.build [--force] [--config FILE]`` (``make setup`` and the Dockerfile use that).
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-from marketpulse.settings import ModelSettings, Settings
+from marketpulse.settings import ModelSettings
 
 MERGED_FILE = "merged.safetensors"
 ONNX_FILE = "model.onnx"
@@ -90,22 +89,9 @@ def ensure_built(ms: ModelSettings, force: bool = False, log=print) -> dict[str,
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--force", action="store_true", help="rebuild even when the stamp matches")
-    ap.add_argument("--config", type=Path, default=None, help="YAML settings file")
-    args = ap.parse_args(argv)
-    s = Settings.load(args.config) if args.config else Settings()
-    ms = s.model
-    if not (Path(ms.artifact_dir) / "config.json").exists():
-        print(f"models.build: no trained artifact at {ms.artifact_dir}; run `marketpulse train --promote` first")
-        return 1
-    if not args.force and is_built(ms):
-        print(f"models.build: {build_paths(ms)['root']} is up to date")
-        return 0
-    ensure_built(ms, force=args.force)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    import typer
+
+    from models.cli import build_cmd
+
+    typer.run(build_cmd)

@@ -1,5 +1,7 @@
-"""`marketpulse train` and `marketpulse classify`. Heavy imports stay inside the commands so
-`marketpulse --help` does not load torch."""
+"""`marketpulse train`, `marketpulse classify` and the `marketpulse model` group (build, report,
+repack). Heavy imports stay inside the commands so `marketpulse --help` does not load torch.
+
+``build_cmd`` is also what ``python -m models.build`` runs (``make setup`` and the Dockerfile use it)."""
 from __future__ import annotations
 
 import shlex
@@ -14,8 +16,77 @@ import typer
 from marketpulse.cli_options import ConfigOpt, load_settings as _settings
 
 
+def build_cmd(
+    force: bool = typer.Option(False, "--force", help="rebuild even when the stamp (version + adapter hash) matches"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Build the derived model files (merged fp32, ONNX fp32 + int8) for the settings' artifact.
+
+    Reads model.artifact_dir and writes model.build_dir/<version>/; a no-op when the stamp matches.
+    `python -m models.build` runs this same command (make setup, Dockerfile).
+    """
+    from models.build import build_paths, ensure_built, is_built
+
+    ms = _settings(config).model
+    if not (Path(ms.artifact_dir) / "config.json").is_file():
+        typer.echo(f"models.build: no trained artifact at {ms.artifact_dir}; run `marketpulse train --promote` first",
+                   err=True)
+        raise typer.Exit(1)
+    if not force and is_built(ms):
+        typer.echo(f"models.build: {build_paths(ms)['root']} is up to date")
+        return
+    ensure_built(ms, force=force, log=typer.echo)
+
+
+def report_cmd(
+    artifact_dir: Optional[Path] = typer.Argument(None, metavar="ARTIFACT_DIR", help="artifact to measure (default: the settings' model.artifact_dir)"),
+    skip_export: bool = typer.Option(False, "--skip-export", help="measure torch fp32 only (no ONNX build, no int8 decision)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Re-measure an artifact on the dev split; rewrite its metrics.json and MODEL_CARD.md.
+
+    Uses the settings' model.data_dir, build_dir and max_length; builds the ONNX files if needed.
+    """
+    ms = _settings(config).model
+    artifact = Path(artifact_dir or ms.artifact_dir)
+    missing = [f for f in ("config.json", "training.json") if not (artifact / f).is_file()]
+    if missing:
+        typer.echo(f"error: {artifact} is not a trained artifact ({', '.join(missing)} missing)", err=True)
+        raise typer.Exit(1)
+    from models.report import finalize, metrics_table
+
+    metrics = finalize(artifact, ms.data_dir, ms.build_dir, ms.max_length, run_export=not skip_export)
+    typer.echo(metrics_table(metrics))
+    typer.echo(f"wrote {artifact / 'metrics.json'} and {artifact / 'MODEL_CARD.md'}")
+
+
+def repack_cmd(
+    artifact_dir: Optional[Path] = typer.Argument(None, metavar="ARTIFACT_DIR", help="artifact to rewrite in place (default: the settings' model.artifact_dir)"),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Rewrite an artifact's tensors in the current storage format (in place).
+
+    Same values up to rounding; config, labels, metrics and card are left as they are.
+    """
+    ms = _settings(config).model
+    artifact = Path(artifact_dir or ms.artifact_dir)
+    if not (artifact / "config.json").is_file():
+        typer.echo(f"error: no model artifact at {artifact} (config.json missing)", err=True)
+        raise typer.Exit(1)
+    from models.artifact import ADAPTER_FILE, repack
+
+    repack(artifact)
+    typer.echo(f"repacked {artifact / ADAPTER_FILE}")
+
+
 def register(app: typer.Typer) -> None:
     """Add this room's commands to the main CLI."""
+    model_app = typer.Typer(no_args_is_help=True,
+                            help="Model artifact upkeep: build the derived files, re-measure, repack.")
+    app.add_typer(model_app, name="model")
+    model_app.command("build")(build_cmd)
+    model_app.command("report")(report_cmd)
+    model_app.command("repack")(repack_cmd)
 
     @app.command("train")
     def train_cmd(

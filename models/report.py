@@ -1,16 +1,16 @@
 """After training: build the derived files, measure every CPU backend on the dev split, decide on
 int8, and write ``metrics.json`` and ``MODEL_CARD.md`` into the artifact.
 
-Re-run alone with ``python -m models.report <artifact_dir>`` (uses the data dir from settings).
+Re-run alone with ``marketpulse model report [ARTIFACT_DIR] [--config FILE]`` (data dir, build dir and
+max length from settings).
 """
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
-from marketpulse.settings import ModelSettings, Settings
+from marketpulse.settings import ModelSettings
 from models.data import load_splits
 from models.evaluate import evaluate
 from models.machine import cpu_name
@@ -187,16 +187,3 @@ fine-tuning on both tasks; on a 2-core CPU that is several hours, beyond the tra
 - Explanations are occlusion-based (drop one word, see P(negative) fall): they describe this model's
   sensitivity, not causal ground truth.
 """
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    s = Settings()
-    artifact = Path(argv[0]) if argv else Path(s.model.artifact_dir)
-    m = finalize(artifact, s.model.data_dir, s.model.build_dir, s.model.max_length)
-    print(metrics_table(m))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

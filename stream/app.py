@@ -14,12 +14,17 @@ from typing import TYPE_CHECKING, Callable
 import faust
 
 from marketpulse.settings import Settings
-from stream.records import InRecord
+from marketpulse.wire import InRecord
 
 if TYPE_CHECKING:
     from stream.processor import BatchProcessor
 
 log = logging.getLogger(__name__)
+
+
+def _in_record(m) -> InRecord:
+    headers = m.headers.items() if isinstance(m.headers, dict) else (m.headers or ())
+    return InRecord(m.value, m.key, m.topic, m.partition, m.offset, tuple(headers))
 
 
 def create_app(settings: Settings, processor: "BatchProcessor") -> faust.App:
@@ -56,12 +61,10 @@ def create_app(settings: Settings, processor: "BatchProcessor") -> faust.App:
         loop = asyncio.get_running_loop()
         within = settings.batch.max_latency_ms / 1000
         async for batch in stream.take_events(settings.batch.max_size, within=within):
-            records = [InRecord(ev.message.value, ev.message.key, ev.message.topic, ev.message.partition,
-                                ev.message.offset, ev.message.timestamp and int(ev.message.timestamp * 1000))
-                       for ev in batch]
+            records = [_in_record(ev.message) for ev in batch]
             result = await loop.run_in_executor(executor, processor.process, records)
-            pending = [await out_topics[o.topic].send(key=o.key, value=o.value)
-                       for o in result.out_records(k.topics.events, k.topics.deadletter)]
+            pending = [await out_topics[o.topic].send(key=o.key, value=o.value, headers=list(o.headers))
+                       for o in result.out_records(k.topics.events)]
             # Wait for delivery before take_events acks the batch's offsets.
             await asyncio.gather(*pending)
 

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
     @app.command("topics")
     def topics(config: Path | None = ConfigOpt) -> None:
         """Create the Kafka topics (missing ones only) with the configured partitions and retention."""
-        from stream.topics import ensure_topics
+        from marketpulse.kafka_topics import ensure_topics
 
         created = ensure_topics(_settings(config).kafka)
         typer.echo(f"created: {', '.join(created) if created else 'nothing (all exist)'}")
@@ -25,9 +25,9 @@ def register(app: typer.Typer) -> None:
     @app.command("worker")
     def worker(config: Path | None = ConfigOpt) -> None:
         """Run a stream worker: validate, enrich, micro-batch and classify the raw topics."""
-        from stream import metrics
+        from marketpulse import metrics
         from stream.app import run_worker
-        from stream.topics import ensure_topics
+        from marketpulse.kafka_topics import ensure_topics
 
         s = _settings(config)
         ensure_topics(s.kafka)

@@ -13,11 +13,12 @@ from typing import Protocol, Sequence
 
 from marketpulse.schemas import LabeledEvent, RawEvent
 from marketpulse.settings import Settings
-from stream import metrics
+from marketpulse import metrics
 from stream.enrich.novelty import NoveltyIndex
 from stream.enrich.pipeline import EnrichError, Enricher
-from stream.records import InRecord, OutRecord
-from stream.validate import Rejection, deadletter_record, validate_record
+from marketpulse import metrics, wire
+from marketpulse.wire import InRecord, OutRecord, Rejection
+from stream.validate import validate_record
 
 log = logging.getLogger(__name__)
 
@@ -31,15 +32,10 @@ class Classifier(Protocol):
 @dataclass
 class BatchResult:
     labeled: list[LabeledEvent] = field(default_factory=list)
-    deadletters: list[dict] = field(default_factory=list)
+    deadletters: list[OutRecord] = field(default_factory=list)
 
-    def out_records(self, events_topic: str, deadletter_topic: str) -> list[OutRecord]:
-        import json
-
-        out = [OutRecord(events_topic, e.doc_id.encode(), e.model_dump_json().encode()) for e in self.labeled]
-        out += [OutRecord(deadletter_topic, (d.get("key") or "").encode(), json.dumps(d).encode())
-                for d in self.deadletters]
-        return out
+    def out_records(self, events_topic: str) -> list[OutRecord]:
+        return [wire.encode_labeled(e, events_topic) for e in self.labeled] + self.deadletters
 
 
 class BatchProcessor:
@@ -68,9 +64,6 @@ class BatchProcessor:
             except Exception as exc:  # a bug on one odd record must not stop the stream
                 log.exception("enrichment failed for %s", checked.id)
                 self._deadletter(result, rec, Rejection("enrich_error", f"{type(exc).__name__}: {exc}"))
-                continue
-            if not enriched.model_text.strip():
-                self._deadletter(result, rec, Rejection("empty_text", "no text left once URLs are removed"))
                 continue
             pending.append((rec, enriched))
 
@@ -127,6 +120,4 @@ class BatchProcessor:
 
     def _deadletter(self, result: BatchResult, rec: InRecord, rej: Rejection) -> None:
         metrics.DEADLETTERED.labels("worker", rej.reason).inc()
-        dl = deadletter_record(rec.value, rej, rec.topic, rec.partition, rec.offset)
-        result.deadletters.append({"stage": "worker", "key": rec.key.decode("utf-8", "replace") if rec.key else None,
-                                   **dl})
+        result.deadletters.append(wire.encode_deadletter(rec, rej, "worker", self.settings.kafka.topics.deadletter))

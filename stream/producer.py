@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from kafka import KafkaProducer
 
+from marketpulse import wire
 from marketpulse.schemas import RawEvent
 from marketpulse.settings import KafkaSettings
 
@@ -15,10 +16,15 @@ class RawProducer:
         self.sent = 0
 
     def send_event(self, event: RawEvent) -> None:
-        self.send_bytes(event.source, event.id.encode(), event.model_dump_json(exclude_none=True).encode())
+        rec = wire.encode_raw(event, self.topics[event.source])
+        self._send(rec.topic, rec.key, rec.value, list(rec.headers))
 
     def send_bytes(self, source: str, key: bytes | None, value: bytes) -> None:
-        self._p.send(self.topics[source], key=key, value=value)
+        """Anything, as an outside producer might send it (no schema header)."""
+        self._send(self.topics[source], key, value, [])
+
+    def _send(self, topic: str, key: bytes | None, value: bytes, headers: list) -> None:
+        self._p.send(topic, key=key, value=value, headers=headers)
         self.sent += 1
 
     def flush(self) -> None:

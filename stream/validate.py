@@ -6,31 +6,20 @@ Checks run cheapest first, and each failure maps to one short machine-readable `
 """
 from __future__ import annotations
 
-import base64
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from pydantic import ValidationError
 
 from marketpulse.schemas import RawEvent
-from stream.enrich.normalize import clean_text
+from marketpulse.wire import Rejection, schema_detail
 
 REASONS = ("not_utf8", "nul_bytes", "oversize", "not_json", "not_object", "schema", "empty_text")
 KNOWN_FIELDS = frozenset(RawEvent.model_fields)
-_DETAIL_MAX = 1000
 # Envelope allowance on top of the text limit: other fields, JSON escaping (up to 6 bytes per char).
 _BYTES_PER_CHAR = 6
 _ENVELOPE_BYTES = 64 * 1024
-# Serialized size budget for a dead letter's copy of the original (Kafka's default message limit is 1 MB).
-_ORIGINAL_MAX_JSON = 512 * 1024
-
-
-@dataclass(frozen=True)
-class Rejection:
-    reason: str   # one of REASONS
-    detail: str   # human-readable; names fields, never echoes field values
 
 
 @dataclass(frozen=True)
@@ -42,14 +31,6 @@ class CheckResult:
     @property
     def ok(self) -> bool:
         return self.event is not None
-
-
-def _schema_detail(err: ValidationError) -> str:
-    parts = []
-    for e in err.errors(include_url=False, include_input=False):
-        loc = ".".join(str(p) for p in e["loc"]) or "(record)"
-        parts.append(f"{loc}: {e['msg']}")
-    return "; ".join(parts)[:_DETAIL_MAX]
 
 
 def _has_nul(obj: Any) -> bool:
@@ -81,9 +62,7 @@ def check_object(obj: Any, max_text_chars: int) -> CheckResult:
     try:
         event = RawEvent.model_validate(data)
     except ValidationError as err:
-        return CheckResult(None, Rejection("schema", _schema_detail(err)), dropped)
-    if not clean_text(event.text):
-        return CheckResult(None, Rejection("empty_text", "text is empty after removing HTML and whitespace"), dropped)
+        return CheckResult(None, Rejection("schema", schema_detail(err)), dropped)
     return CheckResult(event, None, dropped)
 
 
@@ -100,7 +79,7 @@ def check_record(value: bytes | bytearray | memoryview | None, max_text_chars: i
             s = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             return CheckResult(None, Rejection("not_utf8", f"invalid UTF-8 at byte {e.start}: {e.reason}"))
-        if "\x00" in s:
+        if "\x00" in s:  # JSON cannot carry a raw NUL anyway; say what is wrong rather than "not_json"
             return CheckResult(None, Rejection("nul_bytes", "record contains NUL bytes"))
         try:
             obj = json.loads(s)
@@ -116,52 +95,3 @@ def validate_record(value: bytes, max_text_chars: int) -> RawEvent | Rejection:
     """A RawEvent, or a Rejection saying why not. Never raises on any bytes input."""
     res = check_record(value, max_text_chars)
     return res.event if res.event is not None else res.rejection  # type: ignore[return-value]
-
-
-def _iso(ts: datetime | float | int | None) -> str:
-    if ts is None:
-        dt = datetime.now(timezone.utc)
-    elif isinstance(ts, datetime):
-        dt = ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-    else:
-        dt = datetime.fromtimestamp(float(ts), tz=timezone.utc)
-    return dt.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def deadletter_record(
-    original: bytes | None,
-    rejection: Rejection,
-    topic: str,
-    partition: int | None,
-    offset: int | None,
-    ts: datetime | float | int | None = None,
-) -> dict[str, Any]:
-    """JSON-ready dead-letter payload. ``ts`` is the rejection time (datetime or epoch seconds; default
-    now). The original is kept verbatim so it can be fixed and replayed: as text when it is valid
-    UTF-8, else base64."""
-    data = bytes(original) if original is not None else b""
-    try:
-        text, encoding = data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        text, encoding = base64.b64encode(data).decode("ascii"), "base64"
-    truncated = len(text) > _ORIGINAL_MAX_JSON // 6 and len(json.dumps(text)) > _ORIGINAL_MAX_JSON
-    if truncated:
-        # The dead letter must fit in one Kafka message, or sending it fails and stalls the partition.
-        # Only huge or heavily escaped records get here; source.offset still points at the full one.
-        head = data[: _ORIGINAL_MAX_JSON // 6]  # JSON escaping grows a character to at most 6 bytes
-        if encoding == "utf-8":
-            text = head.decode("utf-8", "ignore")  # at most a multi-byte character cut at the end
-        else:
-            text = base64.b64encode(head).decode("ascii")
-    out = {
-        "reason": rejection.reason,
-        "detail": rejection.detail,
-        "source": {"topic": topic, "partition": partition, "offset": offset},
-        "rejected_at": _iso(ts),
-        "original_encoding": encoding,
-        "original_size": len(data),
-        "original": text,
-    }
-    if truncated:
-        out["original_truncated"] = True
-    return out

@@ -5,12 +5,9 @@ import hashlib
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-
 from consumers.alerting.buckets import Amplification as AmplificationStats
-from consumers.alerting.buckets import Contributor, KeyType, key_type, key_value
-
-EVENTS_ALIAS = "marketpulse-events"
+from consumers.alerting.buckets import Contributor, key_type, key_value
+from marketpulse.schemas import Alert, Amplification, AmplifiedRoot, TopEvent
 
 
 def alert_id(key: str, window_start: datetime | float) -> str:
@@ -23,59 +20,6 @@ def _as_datetime(ts: datetime | float) -> datetime:
     if isinstance(ts, datetime):
         return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
     return datetime.fromtimestamp(float(ts), tz=timezone.utc)
-
-
-class TopEvent(BaseModel):
-    id: str
-    source: str
-    source_name: str
-    text: str
-    weight: float = Field(..., description="negative volume it added to the key")
-    published_at: datetime
-
-
-class AmplifiedRoot(BaseModel):
-    """An original story whose copies are in the bucket."""
-
-    id: str = Field(..., description="id of the original story; its copies have duplicate_of = this id")
-    copies: int = Field(..., description="copies of it in the bucket, counted or not")
-    authors: int = Field(..., description="distinct authors (feeds, when there is no author) whose copy counted")
-    text: str = Field(..., description="title or text of its earliest copy in the bucket")
-
-
-class Amplification(BaseModel):
-    """Near-duplicate copies (retweets, syndication) in the bucket that produced the record.
-
-    Each author, or feed without an author, adds at most one copy per bucket and key; the k-th
-    counted copy of a story weighs 1/sqrt(k + 1) of an original."""
-
-    copies: int = Field(..., description="near-duplicate copies of any story")
-    authors: int = Field(..., description="copies that counted: one per distinct author or feed")
-    ignored: int = Field(..., description="copies from an author or feed whose copy already counted in the bucket")
-    weight: float = Field(..., description="negative volume the copies added (included in observed)")
-    total_weight: float = Field(..., description="total volume the copies added (included in total_volume)")
-    top_roots: list[AmplifiedRoot] = Field([], description="the most amplified stories, most counted authors first")
-
-
-class Alert(BaseModel):
-    id: str
-    key: str = Field(..., description="ticker:AAPL, topic:Earnings or market")
-    key_type: KeyType
-    status: Literal["opened", "escalated"] = "opened"
-    window_start: datetime = Field(..., description="start of the bucket where the incident opened")
-    window_end: datetime = Field(..., description="end of the bucket that produced this record")
-    observed: float = Field(..., description="negative volume in the bucket")
-    expected: float = Field(..., description="baseline negative volume for the bucket")
-    total_volume: float | None = None
-    negative_share: float | None = None
-    expected_share: float | None = None
-    score: float
-    severity: Literal["warning", "critical"]
-    top_events: list[TopEvent] = Field([], description="strongest negative original events (not copies)")
-    amplification: Amplification | None = Field(
-        None, description="what near-duplicate copies added to the bucket; None when there were none")
-    es_query: dict[str, Any] = Field(..., description=f"search body for the {EVENTS_ALIAS} alias")
-    drilldown: str = Field(..., description="the same filter as a Lucene query string")
 
 
 def es_query(key: str, start: datetime, end: datetime, size: int = 50) -> dict[str, Any]:

@@ -17,34 +17,13 @@ import heapq
 import math
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable, Literal, Protocol
+from typing import Any, Iterable
 
 from consumers.alerting.detector import to_epoch
+from marketpulse.schemas import KeyType, LabeledEvent, doc_id
 
-KeyType = Literal["ticker", "topic", "market"]
 MARKET_KEY = "market"
 MAX_TEXT_CHARS = 300
-
-
-class MentionLike(Protocol):
-    symbol: str
-    relevance: float
-
-
-class EventLike(Protocol):
-    """The fields of ``marketpulse.schemas.LabeledEvent`` the windowing reads."""
-
-    id: str
-    source: str
-    source_name: str
-    published_at: datetime
-    text: str
-    title: str | None
-    sentiment_scores: dict[str, float]
-    topic: str
-    tickers: list[Any]
-    duplicate_of: str | None
-    author: str | None
 
 
 def ticker_key(symbol: str) -> str:
@@ -69,7 +48,7 @@ def key_value(key: str) -> str | None:
     return None if key == MARKET_KEY else key.split(":", 1)[1]
 
 
-def event_weights(event: EventLike) -> dict[str, tuple[float, float]]:
+def event_weights(event: LabeledEvent) -> dict[str, tuple[float, float]]:
     """(total, negative) volume this event adds to each of its keys."""
     p_neg = min(max(float(event.sentiment_scores.get("negative", 0.0)), 0.0), 1.0)
     weights: dict[str, tuple[float, float]] = {MARKET_KEY: (1.0, p_neg)}
@@ -85,7 +64,7 @@ def event_weights(event: EventLike) -> dict[str, tuple[float, float]]:
     return weights
 
 
-def voice(event: EventLike) -> str:
+def voice(event: LabeledEvent) -> str:
     """Who is speaking, for the amplification cap: the author, or the feed when there is none.
     Scoped by source and feed so one pseudonym on two networks stays two voices."""
     return f"{event.source}\x1f{event.source_name}\x1f{event.author or ''}"
@@ -284,7 +263,7 @@ class BucketAggregator:
     def bucket_start(self, ts: float) -> int:
         return int(ts // self.bucket_s) * self.bucket_s
 
-    def add(self, event: EventLike) -> bool:
+    def add(self, event: LabeledEvent) -> bool:
         """Count one event (a near-duplicate as amplification); False when it was too late or a
         redelivery."""
         ts = to_epoch(event.published_at)
@@ -292,7 +271,7 @@ class BucketAggregator:
         if self.closed_until is not None and start < self.closed_until:
             self.late_dropped += 1
             return False
-        uid = f"{event.source}:{event.id}"
+        uid = doc_id(event.source, event.id)
         seen = self._seen.setdefault(start, set())
         if uid in seen:
             self.duplicates_ignored += 1

@@ -7,22 +7,30 @@ from typing import Any, Literal
 from marketpulse.settings import AlertSettings
 
 
+# The fields an operator sets (``alerts:`` in the settings); their defaults and checks live in
+# AlertSettings only.
+SETTINGS_FIELDS = ("bucket_s", "baseline_buckets", "warmup_buckets", "min_volume", "threshold",
+                   "critical_threshold", "clear_threshold", "cooldown_buckets", "allowed_lateness_s")
+_SETTINGS = AlertSettings()
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     """Everything the windowing and the spike detector need.
 
-    The first eight fields come from ``AlertSettings``; the rest are detector internals whose
-    defaults were tuned on ``bench/eval_detector.py`` and rarely need changing.
+    The fields of ``SETTINGS_FIELDS`` come from ``AlertSettings`` (same defaults, same checks); the
+    rest are detector internals whose defaults were tuned on ``bench/eval_detector.py`` and rarely
+    need changing.
     """
 
-    bucket_s: int = 60
-    baseline_buckets: int = 180
-    warmup_buckets: int = 15
-    min_volume: float = 5.0
-    threshold: float = 3.5
-    critical_threshold: float = 8.0
-    clear_threshold: float = 2.0
-    cooldown_buckets: int = 15
+    bucket_s: int = _SETTINGS.bucket_s
+    baseline_buckets: int = _SETTINGS.baseline_buckets
+    warmup_buckets: int = _SETTINGS.warmup_buckets
+    min_volume: float = _SETTINGS.min_volume
+    threshold: float = _SETTINGS.threshold
+    critical_threshold: float = _SETTINGS.critical_threshold
+    clear_threshold: float = _SETTINGS.clear_threshold
+    cooldown_buckets: int = _SETTINGS.cooldown_buckets
     # The negative share must also be this unusual (robust z) when a total volume is known, so
     # chatter bursts with an ordinary mix of sentiment do not alert. At 2.0, chatter bursts caused
     # most false alerts of the synthetic suite (0.48 per series-day); 2.5 cut them to ~0.15 with
@@ -50,16 +58,14 @@ class DetectorConfig:
     # "level": any other measurement (latency, CPU %, price); a missing bucket is unknown.
     series_kind: Literal["count", "level"] = "count"
     # Windowing.
-    allowed_lateness_s: int = 15
+    allowed_lateness_s: int = _SETTINGS.allowed_lateness_s
     max_contributors: int = 5
 
     def __post_init__(self) -> None:
-        if self.bucket_s < 1 or self.baseline_buckets < 4 or self.warmup_buckets < 1:
-            raise ValueError("bucket_s >= 1, baseline_buckets >= 4 and warmup_buckets >= 1 are required")
-        if not 0 <= self.clear_threshold < self.threshold <= self.critical_threshold:
-            raise ValueError("need 0 <= clear_threshold < threshold <= critical_threshold")
-        if self.cooldown_buckets < 0 or self.min_volume < 0 or self.min_sigma <= 0:
-            raise ValueError("cooldown_buckets and min_volume must be >= 0, min_sigma > 0")
+        # pydantic's ValidationError is a ValueError: the same message as a bad settings file.
+        AlertSettings.model_validate({f: getattr(self, f) for f in SETTINGS_FIELDS})
+        if self.min_sigma <= 0:
+            raise ValueError("min_sigma must be > 0")
         object.__setattr__(self, "sustained_buckets", tuple(int(w) for w in self.sustained_buckets))
         if any(w < 2 or w > self.baseline_buckets for w in self.sustained_buckets):
             raise ValueError("sustained_buckets must lie in [2, baseline_buckets]")
@@ -69,23 +75,13 @@ class DetectorConfig:
             raise ValueError("season_slot_s >= 1 and season_days > 0 are required")
         if self.series_kind not in ("count", "level"):
             raise ValueError("series_kind must be 'count' or 'level'")
-        if self.allowed_lateness_s < 0 or self.max_contributors < 0:
-            raise ValueError("allowed_lateness_s and max_contributors must be >= 0")
+        if self.max_contributors < 0:
+            raise ValueError("max_contributors must be >= 0")
 
     @classmethod
     def from_settings(cls, alerts: AlertSettings, **overrides: Any) -> "DetectorConfig":
         """The live alerter's and `marketpulse detect`'s configuration."""
-        base = dict(
-            bucket_s=alerts.bucket_s,
-            baseline_buckets=alerts.baseline_buckets,
-            warmup_buckets=alerts.warmup_buckets,
-            min_volume=alerts.min_volume,
-            threshold=alerts.threshold,
-            critical_threshold=alerts.critical_threshold,
-            clear_threshold=alerts.clear_threshold,
-            cooldown_buckets=alerts.cooldown_buckets,
-            allowed_lateness_s=alerts.allowed_lateness_s,
-        )
+        base: dict[str, Any] = {f: getattr(alerts, f) for f in SETTINGS_FIELDS}
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**base)
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from consumers.alerting.alert import Alert, build_alert
-from consumers.alerting.buckets import BucketAggregator, BucketStats, ClosedBucket, EventLike
+from consumers.alerting.alert import build_alert
+from marketpulse.schemas import Alert
+from consumers.alerting.buckets import BucketAggregator, BucketStats, ClosedBucket
 from consumers.alerting.config import DetectorConfig
 from consumers.alerting.detector import SpikeDetector, to_epoch
+from marketpulse.schemas import LabeledEvent
 
 STATE_VERSION = 1
 
@@ -27,13 +29,9 @@ class SpikeMonitor:
         # Buckets in a row without events per key; idle keys are dropped to bound memory.
         self.idle: dict[str, int] = {}
 
-    def observe(self, event: EventLike | dict[str, Any]) -> bool:
+    def observe(self, event: LabeledEvent) -> bool:
         """Count one labeled event (a near-duplicate as amplification). False if it was too late
         or a redelivery."""
-        if isinstance(event, dict):
-            from marketpulse.schemas import LabeledEvent
-
-            event = LabeledEvent.model_validate(event)
         return self.buckets.add(event)
 
     def advance(self, watermark: datetime | float | None = None) -> list[Alert]:

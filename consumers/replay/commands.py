@@ -89,10 +89,10 @@ def discover(settings: Settings, start: str | datetime, end: str | datetime, *, 
     texts: list[str] = []
     times: list[datetime] = []
     for ev in readers.read_es(es, settings.elasticsearch.index_prefix, t1, t2):
-        if ev.get("duplicate_of"):
+        if ev is None or ev.duplicate_of:
             continue
-        texts.append(ev.get("title") or ev["text"])
-        times.append(readers.event_time(ev))
+        texts.append(ev.title or ev.text)
+        times.append(ev.published_at)
     if len(texts) > max_events:  # evenly spaced in time keeps the growth comparison fair
         step = len(texts) / max_events
         keep = [int(i * step) for i in range(max_events)]

@@ -12,7 +12,7 @@ import statistics
 from dataclasses import dataclass, field
 from itertools import combinations
 
-from consumers.alerting import Alert
+from marketpulse.schemas import Alert
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """Historical labeled events in event-time order, from Elasticsearch or from Kafka.
 
-Both readers yield LabeledEvent-shaped dicts with ``start <= published_at < end`` ordered by
-(published_at, source, id), so the two sources feed the monitors identically. Neither writes
+Both readers decode at their edge and yield ``LabeledEvent``s with ``start <= published_at < end``
+ordered by (published_at, source, id), so the two sources feed the monitors identically; a record
+that does not decode is yielded as None (the replay counts it as skipped, as the alerter skips it). Neither writes
 anything: the ES reader uses a point-in-time search, the Kafka reader assigns partitions with
 ``group_id=None`` and never commits, so live consumer groups and their offsets are untouched.
 """
 from __future__ import annotations
 
 import heapq
-import json
 import logging
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -17,8 +17,13 @@ from typing import Any
 from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer, TopicPartition
 
+from pydantic import ValidationError
+
+from marketpulse import wire
+from marketpulse.event_clock import EventClock
 from marketpulse.schemas import LabeledEvent
 from marketpulse.settings import Settings
+from marketpulse.wire import InRecord
 
 log = logging.getLogger(__name__)
 EVENT_FIELDS = frozenset(LabeledEvent.model_fields)
@@ -31,17 +36,18 @@ def parse_time(value: str | datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
-def event_time(event: dict[str, Any]) -> datetime:
-    return parse_time(event["published_at"])
+def sort_key(event: LabeledEvent) -> tuple[float, str, str]:
+    return event.published_at.timestamp(), event.source, event.id
 
 
-def sort_key(event: dict[str, Any]) -> tuple[float, str, str]:
-    return event_time(event).timestamp(), str(event["source"]), str(event["id"])
-
-
-def as_event(doc: dict[str, Any]) -> dict[str, Any]:
-    """An indexed document back in LabeledEvent shape (drops index-only fields like ticker_symbols)."""
-    return {k: v for k, v in doc.items() if k in EVENT_FIELDS}
+def from_document(doc: dict[str, Any]) -> LabeledEvent | None:
+    """An indexed document back as a LabeledEvent (index-only fields like ticker_symbols dropped);
+    None if it is not one."""
+    try:
+        return LabeledEvent.model_validate({k: v for k, v in doc.items() if k in EVENT_FIELDS})
+    except ValidationError as exc:
+        log.warning("skipping invalid event %s (%s)", doc.get("id"), exc.errors()[0].get("msg"))
+        return None
 
 
 # -- Elasticsearch -----------------------------------------------------------------------------------
@@ -55,7 +61,7 @@ def count_es(es: Elasticsearch, index: str, start: datetime, end: datetime) -> i
 
 
 def read_es(es: Elasticsearch, index: str, start: datetime, end: datetime, page: int = 1000,
-            keep_alive: str = "2m") -> Iterator[dict[str, Any]]:
+            keep_alive: str = "2m") -> Iterator[LabeledEvent | None]:
     """search_after over a point in time: a consistent snapshot even while the sink keeps writing."""
     pit = es.open_point_in_time(index=index, keep_alive=keep_alive)["id"]
     after: list[Any] | None = None
@@ -70,7 +76,7 @@ def read_es(es: Elasticsearch, index: str, start: datetime, end: datetime, page:
             if not hits:
                 return
             for h in hits:
-                yield as_event(h["_source"])
+                yield from_document(h["_source"])
             after = hits[-1]["sort"]
     finally:
         es.options(ignore_status=404).close_point_in_time(id=pit)
@@ -78,17 +84,18 @@ def read_es(es: Elasticsearch, index: str, start: datetime, end: datetime, page:
 
 # -- Kafka -------------------------------------------------------------------------------------------
 
-def read_kafka(settings: Settings, start: datetime, end: datetime, lateness_s: float | None = None,
-               topic: str | None = None, poll_timeout_ms: int = 1000) -> Iterator[dict[str, Any]]:
+def read_kafka(settings: Settings, start: datetime, end: datetime, clock: EventClock,
+               topic: str | None = None, poll_timeout_ms: int = 1000) -> Iterator[LabeledEvent | None]:
     """The events topic from ``start`` (by record timestamp) to the end offsets taken at the start.
 
     Records are produced after the event was published, so seeking by record time to ``start``
     skips nothing in range. Partitions interleave arbitrarily, so records go through a small
-    reorder heap and leave it once every unfinished partition has moved ``lateness_s`` past them.
+    reorder heap and leave it once every unfinished partition has moved the clock's allowed lateness
+    past them.
     """
     k = settings.kafka
     topic = topic or k.topics.events
-    lateness = settings.alerts.allowed_lateness_s if lateness_s is None else lateness_s
+    lateness = clock.allowed_lateness_s
     consumer = KafkaConsumer(bootstrap_servers=k.bootstrap, group_id=None, enable_auto_commit=False,
                              client_id=f"{k.client_id}-replay", auto_offset_reset="earliest",
                              max_poll_records=2000, consumer_timeout_ms=poll_timeout_ms)
@@ -108,8 +115,8 @@ def read_kafka(settings: Settings, start: datetime, end: datetime, lateness_s: f
             if pos < ends[tp]:
                 active[tp] = float("-inf")  # latest published_at seen in this partition
         t0, t1 = start.timestamp(), end.timestamp()
-        # The sequence number breaks ties between redeliveries of one event (dicts do not compare).
-        heap: list[tuple[tuple[float, str, str], int, dict[str, Any]]] = []
+        # The sequence number breaks ties between redeliveries of one event (events do not compare).
+        heap: list[tuple[tuple[float, str, str], int, LabeledEvent]] = []
         seq = 0
         while active:
             batch = consumer.poll(timeout_ms=poll_timeout_ms)
@@ -118,11 +125,12 @@ def read_kafka(settings: Settings, start: datetime, end: datetime, lateness_s: f
                     if r.offset >= ends[tp]:
                         break
                     try:
-                        ev = json.loads(r.value)
-                        key = sort_key(ev)
-                    except Exception as exc:  # the sink dead-letters these; replay skips them like the alerter
+                        ev = wire.decode_labeled(InRecord.from_kafka(r))
+                    except wire.WireError as exc:  # the sink dead-letters these; replay skips them like the alerter
                         log.warning("skipping unreadable event at %s:%d:%d (%s)", r.topic, r.partition, r.offset, exc)
+                        yield None
                         continue
+                    key = sort_key(ev)
                     if tp in active:
                         active[tp] = max(active[tp], key[0])
                     if t0 <= key[0] < t1:
@@ -131,25 +139,9 @@ def read_kafka(settings: Settings, start: datetime, end: datetime, lateness_s: f
             for tp in list(active):
                 if consumer.position(tp) >= ends[tp]:
                     del active[tp]
-            low = min(active.values(), default=float("inf")) - lateness
-            while heap and heap[0][0][0] <= low:
+            while heap and clock.releases(heap[0][0][0], active.values()):
                 yield heapq.heappop(heap)[2]
         while heap:
             yield heapq.heappop(heap)[2]
     finally:
         consumer.close(autocommit=False)
-
-
-def count_kafka(settings: Settings, topic: str | None = None) -> int:
-    """Records currently in the topic: an upper bound for the progress bar."""
-    k = settings.kafka
-    topic = topic or k.topics.events
-    c = KafkaConsumer(bootstrap_servers=k.bootstrap, group_id=None, enable_auto_commit=False)
-    try:
-        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
-        if not tps:
-            return 0
-        begins, ends = c.beginning_offsets(tps), c.end_offsets(tps)
-        return sum(ends[tp] - begins[tp] for tp in tps)
-    finally:
-        c.close(autocommit=False)

@@ -6,7 +6,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
-from consumers.alerting import Alert
+from marketpulse.schemas import Alert
 from consumers.replay.compare import Comparison, compare_alerts, incidents
 from consumers.replay.runner import ReplayResult
 from consumers.replay.topics import TopicCluster

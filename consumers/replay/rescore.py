@@ -3,13 +3,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-
-class PredictionLike(Protocol):
-    sentiment: str
-    sentiment_scores: dict[str, float]
-    topic: str
-    topic_scores: list[tuple[str, float]]
-    model_version: str
+from marketpulse.schemas import LabeledEvent
+from marketpulse.text import event_model_text
 
 
 class ClassifierLike(Protocol):
@@ -18,22 +13,14 @@ class ClassifierLike(Protocol):
     def predict(self, texts: list[str], explain: bool = False) -> list[Any]: ...
 
 
-def model_text(event: dict[str, Any]) -> str:
-    """What the worker classifies: the text (titles are already part of a news summary)."""
-    return str(event.get("text") or event.get("title") or "")
-
-
-def rescore(events: list[dict[str, Any]], classifier: ClassifierLike) -> list[dict[str, Any]]:
-    """Copies of ``events`` with sentiment, topic and model_version from ``classifier``; enrichment
-    (tickers, novelty, duplicate_of) is kept, since it does not depend on the model."""
+def rescore(events: list[LabeledEvent], classifier: ClassifierLike) -> list[LabeledEvent]:
+    """Copies of ``events`` with sentiment, topic and model_version from ``classifier``, which sees
+    exactly the text the live worker classified (``event_model_text``). Enrichment (tickers,
+    novelty, duplicate_of) is kept, since it does not depend on the model."""
     if not events:
         return []
-    preds = classifier.predict([model_text(e) for e in events], explain=False)
-    out = []
-    for ev, p in zip(events, preds):
-        new = dict(ev)
-        new.update(sentiment=p.sentiment, sentiment_scores=dict(p.sentiment_scores), topic=p.topic,
-                   topic_scores=[{"label": l, "score": float(s)} for l, s in p.topic_scores],
-                   model_version=p.model_version, explanation=[])
-        out.append(new)
-    return out
+    preds = classifier.predict([event_model_text(e) for e in events], explain=False)
+    return [LabeledEvent.model_validate({
+        **ev.model_dump(), "sentiment": p.sentiment, "sentiment_scores": dict(p.sentiment_scores), "topic": p.topic,
+        "topic_scores": [{"label": l, "score": float(s)} for l, s in p.topic_scores],
+        "model_version": p.model_version, "explanation": []}) for ev, p in zip(events, preds)]

@@ -20,16 +20,16 @@ from typing import Any, Literal
 
 from elasticsearch import Elasticsearch
 from elasticsearch.helpers import bulk
-from pydantic import ValidationError
 
-from consumers.alerting import Alert, DetectorConfig, SpikeMonitor
+from consumers.alerting import DetectorConfig, SpikeMonitor
 from consumers.es_index import ALERT_MAPPINGS, EVENT_MAPPINGS, ensure_index, to_document
 from consumers.replay import readers
 from consumers.replay.naming import new_run_id, replay_index
 from consumers.replay.pacing import Pacer
 from consumers.replay.rescore import ClassifierLike, rescore
 from consumers.replay.series import ShareSeries
-from marketpulse.schemas import LabeledEvent
+from marketpulse.event_clock import EventClock
+from marketpulse.schemas import Alert, LabeledEvent
 from marketpulse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class ReplayRunner:
         self.chunk_size = chunk_size
         self.max_topic_events = max_topic_events
         self._rng = random.Random(seed)
+        self.clock = self._clock()
         self._seen_for_topics = 0
         es_s = settings.elasticsearch
         self.alerts_index = replay_index(es_s, self.run_id, "alerts")
@@ -127,7 +128,7 @@ class ReplayRunner:
                                    rescored_version=getattr(classifier, "model_version", None))
 
     # -- input ----------------------------------------------------------------------------------------
-    def _read(self) -> tuple[Iterator[dict[str, Any]], int | None]:
+    def _read(self) -> tuple[Iterator[LabeledEvent | None], int | None]:
         if self.source == "es":
             alias = self.s.elasticsearch.index_prefix
             if not self.es.indices.exists_alias(name=alias) and not self.es.indices.exists(index=alias):
@@ -135,13 +136,17 @@ class ReplayRunner:
             total = readers.count_es(self.es, alias, self.start, self.end)
             return readers.read_es(self.es, alias, self.start, self.end), total
         if self.source == "kafka":
-            lateness = max(l.config.allowed_lateness_s for l in self.lanes)
-            return readers.read_kafka(self.s, self.start, self.end, lateness_s=lateness), None
+            return readers.read_kafka(self.s, self.start, self.end, self._clock()), None
         raise ValueError(f"unknown source {self.source!r}; use es or kafka")
 
+    def _clock(self) -> EventClock:
+        """The live alerter's event clock: the same lateness and future-skew bound."""
+        lateness = max(l.config.allowed_lateness_s for l in self.lanes)
+        return EventClock(lateness, self.s.alerts.max_future_skew_s)
+
     @staticmethod
-    def _chunks(it: Iterable[dict[str, Any]], n: int) -> Iterator[list[dict[str, Any]]]:
-        chunk: list[dict[str, Any]] = []
+    def _chunks(it: Iterable[LabeledEvent | None], n: int) -> Iterator[list[LabeledEvent | None]]:
+        chunk: list[LabeledEvent | None] = []
         for ev in it:
             chunk.append(ev)
             if len(chunk) >= n:
@@ -177,21 +182,21 @@ class ReplayRunner:
         self.result.wall_s = time.monotonic() - t_wall
         return self.result
 
-    def _process(self, chunk: list[dict[str, Any]]) -> None:
-        original = self._validate(chunk)
+    def _process(self, chunk: list[LabeledEvent | None]) -> None:
+        """``chunk``: events in event-time order; None for records the reader could not decode."""
+        r = self.result
+        original: list[LabeledEvent] = []
+        for ev in chunk:
+            if ev is None or not self.clock.admits(ev.published_at.timestamp()):
+                r.skipped += 1  # unreadable or future-dated: the live alerter skips them too
+            else:
+                original.append(ev)
         rescored: list[LabeledEvent | None] = [None] * len(original)
         if self.classifier is not None:
-            ok = [i for i, e in enumerate(original) if e is not None]
-            fresh = rescore([chunk[i] for i in ok], self.classifier)
-            for i, ev in zip(ok, self._validate(fresh)):
-                rescored[i] = ev
+            rescored = list(rescore(original, self.classifier))
             if self.write:
-                self._index_events([e for e in rescored if e is not None])
-        r = self.result
+                self._index_events(rescored)
         for orig, new in zip(original, rescored):
-            if orig is None:
-                r.skipped += 1
-                continue
             r.events += 1
             r.model_versions[orig.model_version] += 1
             primary = new or orig
@@ -199,22 +204,15 @@ class ReplayRunner:
             r.series.add(primary)
             self._sample_for_topics(primary)
             self.pacer.wait(orig.published_at.timestamp())
+            # Events arrive in event-time order: the watermark is the newest event time, as live.
+            self.clock.observe(0, orig.published_at.timestamp())
+            watermark = self.clock.watermark()
             for lane in self.lanes:
                 ev = new if lane.labels == "rescored" else orig
                 if ev is None:
                     continue
                 lane.monitor.observe(ev)
-                self._emit(lane, lane.monitor.advance())
-
-    def _validate(self, docs: list[dict[str, Any]]) -> list[LabeledEvent | None]:
-        out: list[LabeledEvent | None] = []
-        for d in docs:
-            try:
-                out.append(LabeledEvent.model_validate(d))
-            except ValidationError as exc:  # the alerter skips unreadable events too
-                log.warning("skipping invalid event %s (%s)", d.get("id"), exc.errors()[0].get("msg"))
-                out.append(None)
-        return out
+                self._emit(lane, lane.monitor.advance(watermark))
 
     def _sample_for_topics(self, ev: LabeledEvent) -> None:
         """Reservoir sample of distinct stories, so huge ranges stay cheap to cluster."""

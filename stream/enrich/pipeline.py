@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from marketpulse.schemas import RawEvent, TickerMention
-from stream.enrich.normalize import clean_optional, clean_text, model_text
+from marketpulse.text import clean_optional, clean_text, event_model_text
 from stream.enrich.novelty import NoveltyIndex
 from stream.enrich.privacy import pseudonymize_author, pseudonymize_handles, redact_pii
 from stream.enrich.tickers import link_tickers
@@ -30,9 +29,6 @@ class Enriched:
     novelty: float = 100.0
     duplicate_of: str | None = None
 
-    def labeled_fields(self) -> dict[str, Any]:
-        """Fields for ``LabeledEvent(**e.event.model_dump(), **e.labeled_fields(), sentiment=...)``."""
-        return {"tickers": list(self.tickers), "novelty": self.novelty, "duplicate_of": self.duplicate_of}
 
 
 def scrub(raw: RawEvent, pseudonym_key: bytes | str) -> RawEvent:
@@ -69,7 +65,9 @@ class Enricher:
         event in the novelty window; event time keeps replays and tests deterministic.
         Raises EnrichError when nothing is left of the text."""
         event = scrub(raw, self._key)
-        mtext = model_text(event.text, event.title)
+        mtext = event_model_text(event)
+        if not mtext:
+            raise EnrichError(f"event {raw.id!r}: no text left once URLs are removed")
         tickers = link_tickers(event.text, event.title)
         # Same words about different companies are not copies of each other (templated posts).
         key = ",".join(sorted(t.symbol for t in tickers))

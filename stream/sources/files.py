@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from marketpulse.schemas import RawEvent, Source, stable_id
-from stream.enrich.normalize import clean_optional, clean_text
+from marketpulse.text import clean_optional, clean_text
 from stream.validate import check_object
 
 Format = Literal["jsonl", "csv", "xml"]

@@ -11,7 +11,7 @@ from kafka import KafkaProducer
 
 from consumers.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from stream.generate import Generator
-from stream.topics import ensure_topics
+from marketpulse.kafka_topics import ensure_topics
 from tests.consumers.test_webhooks_delivery import Receiver
 from tests.support import labeled_from_truth, topic_end_total, wait_until
 

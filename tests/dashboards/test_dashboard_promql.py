@@ -1,11 +1,11 @@
-"""The pipeline-health dashboard queries exactly the metrics the processes export (stream/metrics.py)."""
+"""The pipeline-health dashboard queries exactly the metrics the processes export (marketpulse/metrics.py)."""
 from __future__ import annotations
 
 import re
 
 from prometheus_client.metrics import MetricWrapperBase
 
-import stream.metrics
+import marketpulse.metrics
 from dashboards.push import load_dashboards
 
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
@@ -14,7 +14,7 @@ SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), 
 def exported() -> dict[str, str]:
     """Series names as prometheus_client exposes them -> the metric's base name."""
     names = {}
-    for obj in vars(stream.metrics).values():
+    for obj in vars(marketpulse.metrics).values():
         if isinstance(obj, MetricWrapperBase):
             for suffix in SUFFIXES[obj._type]:
                 names[obj._name + suffix] = obj._name
@@ -47,7 +47,7 @@ def test_every_exported_metric_has_a_panel():
 
 
 def test_labels_in_legends_and_groupings_exist_on_the_metric():
-    labels = {obj._name: set(obj._labelnames) | {"le"} for obj in vars(stream.metrics).values()
+    labels = {obj._name: set(obj._labelnames) | {"le"} for obj in vars(marketpulse.metrics).values()
               if isinstance(obj, MetricWrapperBase)}
     series = exported()
     for title, expr in promql("marketpulse-pipeline"):

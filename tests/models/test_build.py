@@ -1,21 +1,24 @@
-"""Derived files: `python -m models.build` output and its staleness check."""
+"""Derived files: `marketpulse model build` (= `python -m models.build`) output and its staleness check."""
 from __future__ import annotations
 
 import json
 import shutil
 
 import onnx
+from typer.testing import CliRunner
 
+from marketpulse.cli import app
 from models import build
 from models.export import INPUT_NAMES, OUTPUT_NAMES
 
 
-def test_build_produces_all_files_and_is_a_noop_when_current(model_settings, capsys):
+def test_build_produces_all_files_and_is_a_noop_when_current(model_settings):
     paths = build.ensure_built(model_settings)
     assert build.is_built(model_settings)
     mtime = paths["onnx"].stat().st_mtime_ns
-    assert build.main([]) == 0
-    assert "up to date" in capsys.readouterr().out
+    res = CliRunner().invoke(app, ["model", "build"])
+    assert res.exit_code == 0, res.output
+    assert "up to date" in res.output
     assert paths["onnx"].stat().st_mtime_ns == mtime
     assert paths["int8"].stat().st_size < paths["onnx"].stat().st_size / 2
 

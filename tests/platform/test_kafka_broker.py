@@ -4,7 +4,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
 from marketpulse.settings import KafkaSettings
-from stream.topics import ensure_topics, wanted_topics
+from marketpulse.kafka_topics import ensure_topics, wanted_topics
 
 pytestmark = pytest.mark.integration
 

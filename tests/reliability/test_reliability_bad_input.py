@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 from kafka import KafkaProducer
 
-from stream.topics import ensure_topics
+from marketpulse.kafka_topics import ensure_topics
 from tests.support import es_doc_count, read_topic, rebalance_log, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from stream.validate import Rejection, deadletter_record
+from marketpulse.wire import Rejection, deadletter_record
 
 pytestmark = pytest.mark.reliability
 KAFKA_MESSAGE_LIMIT = 1_000_000  # the producer's default max_request_size

@@ -10,7 +10,7 @@ import time
 import pytest
 import yaml
 
-from stream.topics import ensure_topics
+from marketpulse.kafka_topics import ensure_topics
 from tests.support import (PacedProducer, ensure_stack_running, es_doc_count, es_ids, generated_records, paused,
                            stack_pid, topic_end_total, wait_pipeline_ready, wait_until)
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from stream.topics import ensure_topics
+from marketpulse.kafka_topics import ensure_topics
 from tests.support import (PacedProducer, ensure_stack_running, es_doc_count, es_ids, generated_records,
                            restart_kafka, wait_pipeline_ready, wait_until)
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from stream.topics import ensure_topics
+from marketpulse.kafka_topics import ensure_topics
 from tests.support import (PacedProducer, RssSampler, es_doc_count, generated_records, proc_status_kib, read_topic,
                            topic_end_total, wait_until)
 

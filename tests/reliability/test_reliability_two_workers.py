@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from stream.topics import ensure_topics
+from marketpulse.kafka_topics import ensure_topics
 from tests.support import (PacedProducer, current_assignment, es_doc_count, es_ids, generated_records, read_topic,
                            rebalance_log, wait_until)
 

@@ -13,7 +13,7 @@ from kafka import KafkaProducer
 
 from consumers.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from stream.generate import Generator
-from stream.topics import ensure_topics
+from marketpulse.kafka_topics import ensure_topics
 from tests.support import labeled_from_truth, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]

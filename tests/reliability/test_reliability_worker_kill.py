@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from stream.topics import ensure_topics
+from marketpulse.kafka_topics import ensure_topics
 from tests.support import (PacedProducer, es_doc_count, es_ids, generated_records, read_topic, wait_pipeline_ready,
                            wait_until)
 

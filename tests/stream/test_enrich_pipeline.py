@@ -54,7 +54,8 @@ def test_duplicates_across_feeds_point_at_first_event():
 
 def test_labeled_event_can_be_built_from_the_result():
     e = Enricher("k").enrich(raw(text="$AAPL up"))
-    ev = LabeledEvent(**e.event.model_dump(), **e.labeled_fields(), sentiment="positive",
+    ev = LabeledEvent(**e.event.model_dump(), tickers=e.tickers, novelty=e.novelty, duplicate_of=e.duplicate_of,
+                      sentiment="positive",
                       sentiment_scores={"positive": 1.0}, topic="Stock Movement", topic_scores=[],
                       model_version="t")
     assert ev.tickers[0].symbol == "AAPL"
@@ -63,6 +64,11 @@ def test_labeled_event_can_be_built_from_the_result():
 def test_text_that_is_only_markup_cannot_be_enriched():
     with pytest.raises(EnrichError):
         Enricher("k").enrich(raw(text="<p> </p>"))
+
+
+def test_text_that_is_only_links_leaves_the_classifier_nothing_and_cannot_be_enriched():
+    with pytest.raises(EnrichError, match="URLs"):
+        Enricher("k").enrich(raw(text="https://example.com/a www.example.org"))
 
 
 def test_key_is_required():

@@ -9,7 +9,8 @@ from stream.enrich import Enricher
 from stream.enrich.tickers import link_tickers
 from stream.generate import MALFORMED_KINDS, TOPICS, Generator, NegativeBurst, parse_scenario
 from stream.generate.runner import run_generator
-from stream.validate import Rejection, validate_record
+from marketpulse.wire import Rejection
+from stream.validate import validate_record
 
 START = datetime(2024, 5, 1, 9, 30, tzinfo=timezone.utc)
 

@@ -11,7 +11,7 @@ import pytest
 from kafka import KafkaProducer
 
 from marketpulse.schemas import RawEvent
-from stream.topics import ensure_topics
+from marketpulse.kafka_topics import ensure_topics
 from tests.support import read_topic, wait_until
 
 pytestmark = pytest.mark.integration

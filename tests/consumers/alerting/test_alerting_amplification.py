@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from consumers.alerting.alert import Alert
+from marketpulse.schemas import Alert
 from consumers.alerting.buckets import BucketAggregator, copy_factor
 from consumers.alerting.config import DetectorConfig
 from consumers.alerting.monitor import SpikeMonitor

@@ -25,7 +25,7 @@ from consumers.replay.runner import final_watermark
 from marketpulse.schemas import LabeledEvent
 from marketpulse.settings import Settings
 from stream.generate import Generator
-from stream.topics import ensure_topics
+from marketpulse.kafka_topics import ensure_topics
 from tests.support import cleanup_prefix, isolated_overrides
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def live_reference(events: list[dict], config: DetectorConfig) -> list:
     mon = SpikeMonitor(config)
     alerts = []
     for ev in sorted(events, key=lambda e: (e["published_at"], e["source"], e["id"])):
-        mon.observe(ev)
+        mon.observe(LabeledEvent.model_validate(ev))
         alerts += mon.advance()
     return alerts + mon.advance(final_watermark(T2, config))
 

@@ -1,4 +1,4 @@
-"""Text normalisation before anything is stored or classified.
+"""Text normalisation before anything is stored or classified, and what the classifier sees.
 
 Feeds deliver HTML fragments, entities, odd Unicode forms (full-width letters, ligatures, non-breaking
 spaces) and ragged whitespace. ``clean_text`` turns them into one plain, comparable line; ``model_text``
@@ -10,6 +10,10 @@ from __future__ import annotations
 import html
 import re
 import unicodedata
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from marketpulse.schemas import RawEvent
 
 # Tag-like only (letter, "/" or "!" after "<"), so "x < 5 and y > 3" in plain prose survives.
 _TAG = re.compile(r"<(?:[A-Za-z!/?][^<>]*)>")
@@ -76,3 +80,9 @@ def model_text(text: str, title: str | None = None) -> str:
         sep = " " if head[-1:] in ".!?:;" else ". "
         body = f"{head}{sep}{body}" if body else head
     return body
+
+
+def event_model_text(event: "RawEvent") -> str:
+    """What the classifier sees for a stored (cleaned) event: the worker labels this, and a replay
+    with ``--rescore`` classifies exactly the same, so its labels reproduce the live ones."""
+    return model_text(event.text, event.title)

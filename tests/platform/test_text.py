@@ -1,5 +1,5 @@
 """Normalisation: plain, comparable text; URLs kept in storage but not fed to the model."""
-from stream.enrich.normalize import clean_optional, clean_text, model_text
+from marketpulse.text import clean_optional, clean_text, model_text
 
 
 def test_html_tags_stripped_and_entities_unescaped():

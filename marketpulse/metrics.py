@@ -17,6 +17,9 @@ ES_BULK_LATENCY = Histogram("marketpulse_es_bulk_latency_seconds", "Elasticsearc
 ES_DOCS = Counter("marketpulse_es_documents_total", "Documents acknowledged by Elasticsearch")
 CONSUMER_LAG = Gauge("marketpulse_consumer_lag", "Records behind the log end", ["group", "topic", "partition"])
 ALERTS = Counter("marketpulse_alerts_total", "Alerts fired", ["key_type", "severity"])
+ALERTER_SKIPPED = Counter("marketpulse_alerter_skipped_total",
+                          "Events the alerter did not count: unreadable, or dated beyond the future-skew bound",
+                          ["reason"])
 
 
 def serve(port: int, host: str = "127.0.0.1") -> None:
