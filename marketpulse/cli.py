@@ -17,12 +17,13 @@ schemas_app = typer.Typer(no_args_is_help=True, help="Event schemas.")
 app.add_typer(schemas_app, name="schemas")
 
 
-
-
 @schemas_app.command("export")
-def schemas_export(out_dir: Path = typer.Option(Path("docs/schemas"), help="where to write the JSON Schemas")) -> None:
+def schemas_export(out_dir: Path = typer.Option(Path("docs/schemas"), help="where to write the JSON Schemas"),
+                   config: Path | None = ConfigOpt) -> None:
     """Write RawEvent and LabeledEvent JSON Schemas for producers in other languages."""
     from marketpulse.schemas import LabeledEvent, RawEvent
+
+    load_settings(config)  # a broken config file is reported here as everywhere else
 
     out_dir.mkdir(parents=True, exist_ok=True)
     for model in (RawEvent, LabeledEvent):
@@ -53,13 +54,21 @@ def demo(
 
 
 def _register_rooms() -> None:
+    """Each room adds its commands; `--help` lists them under the room's heading."""
     import consumers.cli
     import dashboards.cli
     import models.cli
     import stream.cli
 
-    for room in (models.cli, stream.cli, consumers.cli, dashboards.cli):
+    for info in (*app.registered_commands, *app.registered_groups):
+        info.rich_help_panel = "General"
+    for panel, room in (("Models", models.cli), ("Stream: ingest and label", stream.cli),
+                        ("Consumers: index, alert, replay, detect", consumers.cli), ("Dashboards", dashboards.cli)):
+        known = {id(i) for i in (*app.registered_commands, *app.registered_groups)}
         room.register(app)
+        for info in (*app.registered_commands, *app.registered_groups):
+            if id(info) not in known:
+                info.rich_help_panel = panel
 
 
 _register_rooms()

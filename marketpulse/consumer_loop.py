@@ -68,7 +68,7 @@ def retrying(stop: threading.Event, what: str, *, on: tuple[type[BaseException],
     def stopped(state: RetryCallState) -> Any:
         raise Stopped(what)
 
-    return Retrying(retry=retry_if_exception_type(on), wait=wait_exponential_jitter(initial_s, max_backoff_s),
+    return Retrying(retry=retry_if_exception_type(on), wait=wait_exponential_jitter(multiplier=initial_s, max=max_backoff_s, jitter=initial_s),
                     stop=stop_when_event_set(stop), sleep=stop.wait, before_sleep=before_sleep,
                     retry_error_callback=stopped)
 

@@ -16,7 +16,7 @@ import base64
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -26,7 +26,6 @@ SCHEMA_HEADER = "marketpulse-schema"
 SCHEMA_MAJOR, SCHEMA_MINOR = 1, 0
 KINDS = {"raw-event": RawEvent, "labeled-event": LabeledEvent, "alert": Alert}
 Headers = tuple[tuple[str, bytes], ...]
-M = TypeVar("M", bound=BaseModel)
 
 _DETAIL_MAX = 1000
 # Serialized size budget for a dead letter's copy of the original (Kafka's default message limit is 1 MB).

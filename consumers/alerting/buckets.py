@@ -16,7 +16,6 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Iterable
 
 from consumers.alerting.detector import to_epoch

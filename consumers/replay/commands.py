@@ -13,7 +13,7 @@ from consumers.replay import readers
 from consumers.replay.configs import load_alert_configs
 from consumers.replay.pacing import parse_speed
 from consumers.replay.runner import ReplayResult, ReplayRunner, make_lanes
-from consumers.replay.topics import Embedder, TopicCluster, discover_topics, model_embedder, tfidf_embedder
+from consumers.replay.emerging_topics import Embedder, TopicCluster, discover_topics, model_embedder, tfidf_embedder
 from marketpulse.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def replay(settings: Settings, start: str | datetime, end: str | datetime, *, so
         echo(f"  {lane.name} [{lane.labels}]: {sum(1 for a in lane.alerts if a.status == 'opened')} incident(s), "
              f"{len(lane.alerts)} alert record(s)")
     if report is not None:
-        from consumers.replay.report import write_report
+        from consumers.replay.backtest_report import write_report
 
         clusters: list[TopicCluster] | None = None
         note: str | None = None

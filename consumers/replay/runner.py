@@ -27,7 +27,7 @@ from consumers.replay import readers
 from consumers.replay.naming import new_run_id, replay_index
 from consumers.replay.pacing import Pacer
 from consumers.replay.rescore import ClassifierLike, rescore
-from consumers.replay.series import ShareSeries
+from consumers.replay.share_series import ShareSeries
 from marketpulse.event_clock import EventClock
 from marketpulse.schemas import Alert, LabeledEvent
 from marketpulse.settings import Settings

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from marketpulse import wire
-from marketpulse.schemas import Alert, LabeledEvent, RawEvent
+from marketpulse.schemas import LabeledEvent, RawEvent
 from marketpulse.wire import InRecord, Rejection, WireError, deadletter_record
 
 T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)

@@ -8,7 +8,7 @@ import pytest
 
 from consumers.replay.naming import replay_index
 from consumers.replay.pacing import Pacer, parse_speed
-from consumers.replay.topics import ctfidf_terms, discover_topics, tfidf_embedder
+from consumers.replay.emerging_topics import ctfidf_terms, discover_topics, tfidf_embedder
 from marketpulse.settings import ElasticsearchSettings
 
 T0 = datetime(2024, 3, 5, 14, 0, tzinfo=timezone.utc)

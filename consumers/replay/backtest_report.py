@@ -9,7 +9,7 @@ from pathlib import Path
 from marketpulse.schemas import Alert
 from consumers.replay.compare import Comparison, compare_alerts, incidents
 from consumers.replay.runner import ReplayResult
-from consumers.replay.topics import TopicCluster
+from consumers.replay.emerging_topics import TopicCluster
 
 
 def _ts(x: float | datetime) -> str:

@@ -1,0 +1,106 @@
+"""The alerter's handler without a broker: labeled-event records from an in-memory source, alerts
+and snapshots into an in-memory sink. The live process (Kafka, Elasticsearch, webhooks, restarts)
+is specified in tests/consumers/test_alerter_live.py."""
+import json
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+
+from consumers.alerter import AlertHandler, _LoopAdapter
+from consumers.alerting import SpikeMonitor
+from marketpulse import wire
+from marketpulse.consumer_loop import ConsumerLoop, MemorySink, MemorySource
+from marketpulse.schemas import LabeledEvent
+from marketpulse.settings import AlertSettings, Settings
+from marketpulse.wire import InRecord
+
+T0 = datetime(2024, 1, 9, 15, 0, tzinfo=timezone.utc)
+SETTINGS = Settings(alerts=AlertSettings(allowed_lateness_s=30, snapshot_interval_s=3600))
+
+
+def event(i: str, at: datetime, p_neg: float, topic: str = "Markets") -> LabeledEvent:
+    rest = (1 - p_neg) / 2
+    return LabeledEvent(id=i, source="news", source_name="wire", published_at=at, text=f"AAPL headline {i}",
+                        sentiment="negative" if p_neg >= 0.5 else "neutral",
+                        sentiment_scores={"negative": p_neg, "neutral": rest, "positive": rest}, topic=topic,
+                        topic_scores=[{"label": topic, "score": 0.9}],
+                        tickers=[{"symbol": "AAPL", "relevance": 1.0, "matched": "$AAPL"}], model_version="t",
+                        processed_at=at)
+
+
+def history(minutes=120, incident_at=100, seed=0) -> list[LabeledEvent]:
+    """~6 AAPL events a minute, 30 % negative; at ``incident_at`` 25 strongly negative headlines."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for m in range(minutes):
+        for j in range(int(rng.poisson(6))):
+            out.append(event(f"m{m}-{j}", T0 + timedelta(seconds=m * 60 + rng.uniform(0, 59)),
+                             0.9 if rng.random() < 0.3 else 0.05))
+        if m == incident_at:
+            out += [event(f"inc-{j}", T0 + timedelta(seconds=m * 60 + 1 + j), 0.97, "Legal") for j in range(25)]
+    return sorted(out, key=lambda e: e.published_at)
+
+
+def as_records(events: list[LabeledEvent]) -> list[InRecord]:
+    outs = [wire.encode_labeled(e, "events") for e in events]
+    return [InRecord(o.value, o.key, o.topic, 0, i, o.headers) for i, o in enumerate(outs)]
+
+
+def run(records: list[InRecord], handler: AlertHandler | None = None, batch: int = 50):
+    stored, notified, out = [], [], MemorySink()
+    handler = handler or AlertHandler(SETTINGS, out, store_alert=stored.append, notify=notified.append)
+    source = MemorySource(records, batch=batch)
+    loop = ConsumerLoop(source, _LoopAdapter(handler, source), name="test")
+    while not source.exhausted:
+        loop.step()
+    return handler, source, stored, notified
+
+
+def opened_keys(docs) -> set[str]:
+    return {d["key"] for d in docs if d["status"] == "opened"}
+
+
+def test_a_negative_burst_is_published_to_the_topic_the_index_and_the_webhooks_alike():
+    handler, _, stored, notified = run(as_records(history()))
+    assert "ticker:AAPL" in opened_keys(stored)
+    published = [wire.decode_alert(InRecord(r.value, r.key, r.topic, 0, 0, r.headers))
+                 for r in handler.out.topic(SETTINGS.kafka.topics.alerts)]
+    assert [a.id for a in published] == [d["id"] for d in stored] == [d["id"] for d in notified]
+    aapl = next(d for d in stored if d["key"] == "ticker:AAPL")
+    assert datetime.fromisoformat(aapl["window_start"]) == T0 + timedelta(minutes=100) and "fired_at" in aapl
+
+
+def test_one_event_dated_a_day_ahead_of_the_wall_clock_does_not_blind_the_alerter():
+    events = history()
+    future = event("from-the-future", datetime.now(timezone.utc) + timedelta(days=1), 0.9)
+    with_future = events[:200] + [future] + events[200:]
+    _, _, baseline, _ = run(as_records(events))
+    _, _, stored, _ = run(as_records(with_future))
+    assert [d["id"] for d in stored] == [d["id"] for d in baseline] and baseline
+
+
+def test_unreadable_records_are_skipped_and_do_not_stop_the_handler():
+    recs = as_records(history())
+    junk = [InRecord(b"{oops", b"k", "events", 0, 10**6), InRecord(recs[0].value, b"k", "events", 0, 10**6 + 1,
+                                                                  ((wire.SCHEMA_HEADER, b"labeled-event/9.0"),))]
+    _, _, stored, _ = run(junk + recs)
+    assert "ticker:AAPL" in opened_keys(stored)
+
+
+def test_the_snapshot_holds_the_offsets_it_covers_and_a_resumed_handler_raises_the_same_alerts():
+    recs = as_records(history())
+    _, _, uninterrupted, _ = run(recs)
+    first = AlertHandler(SETTINGS, MemorySink(), store_alert=lambda d: None, notify=lambda d: None)
+    source = MemorySource(recs[:300], batch=50)
+    loop = ConsumerLoop(source, _LoopAdapter(first, source), name="test")
+    while not source.exhausted:
+        loop.step()
+    first.checkpoint(source)
+    snap = json.loads(first.out.topic(SETTINGS.kafka.topics.alerter_state)[-1].value)
+    assert snap["offsets"] == {"0": 300} and source.committed == 300
+    resumed = AlertHandler(SETTINGS, MemorySink(), store_alert=lambda d: None, notify=lambda d: None,
+                           monitor=SpikeMonitor.from_dict(snap["monitor"]))
+    stored: list[dict] = []
+    resumed.store_alert = stored.append
+    run(recs[snap["offsets"]["0"]:], resumed)
+    assert [d["id"] for d in stored] == [d["id"] for d in uninterrupted]

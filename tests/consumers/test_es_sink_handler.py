@@ -1,0 +1,120 @@
+"""The ES sink's handler without a broker: records from an in-memory source, dead letters into an
+in-memory sink, documents into an in-memory bulk endpoint that answers like Elasticsearch's
+(per-item statuses). The real-stack behaviour (outages, restarts) is in tests/reliability."""
+import json
+import threading
+from datetime import datetime, timezone
+
+import pytest
+
+from consumers.es_sink import EsSinkHandler
+from marketpulse import wire
+from marketpulse.consumer_loop import ConsumerLoop, MemorySink, MemorySource, Stopped
+from marketpulse.schemas import LabeledEvent
+from marketpulse.settings import Settings
+from marketpulse.wire import InRecord
+
+T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+S = Settings()
+
+
+class MemoryBulk:
+    """Elasticsearch's bulk API in memory: ``answers`` maps a doc id to the statuses it gets, in turn."""
+
+    def __init__(self, answers=None):
+        self.docs: dict[tuple[str, str], dict] = {}
+        self.answers = {k: list(v) for k, v in (answers or {}).items()}
+        self.requests = 0
+        self.indices = self  # ensure_event_template calls es.indices.put_index_template
+
+    def put_index_template(self, **kw):
+        self.template = kw
+
+    def bulk(self, operations, refresh=False):
+        self.requests += 1
+        items = []
+        for meta, doc in zip(operations[::2], operations[1::2]):
+            index, _id = meta["index"]["_index"], meta["index"]["_id"]
+            queue = self.answers.get(_id)
+            status = queue.pop(0) if queue else 201
+            if status < 300:
+                self.docs[(index, _id)] = doc
+            items.append({"index": {"_id": _id, "status": status,
+                                    **({"error": {"type": "mapper_parsing_exception", "reason": "bad"}}
+                                       if status == 400 else {})}})
+        return {"items": items}
+
+
+def event(i: int, **kw) -> LabeledEvent:
+    return LabeledEvent(id=f"e{i}", source="social", source_name="x", published_at=T0, text=f"post {i}",
+                        sentiment="negative", sentiment_scores={"negative": 0.9}, topic="Earnings",
+                        topic_scores=[], model_version="m", processed_at=T0, **kw)
+
+
+def record(out: wire.OutRecord, offset: int) -> InRecord:
+    return InRecord(out.value, out.key, out.topic, 0, offset, out.headers)
+
+
+def run(records, es, batch=10):
+    dead = MemorySink()
+    source = MemorySource(records, batch=batch)
+    handler = EsSinkHandler(S, es, dead, threading.Event(), max_backoff_s=0.01)
+    loop = ConsumerLoop(source, handler, name="test")
+    while not source.exhausted:
+        loop.step()
+    return source, dead
+
+
+def test_labeled_events_are_indexed_by_publication_day_under_their_doc_id_and_then_committed():
+    es = MemoryBulk()
+    recs = [record(wire.encode_labeled(event(i), "events"), i) for i in range(3)]
+    source, dead = run(recs, es)
+    assert set(es.docs) == {("marketpulse-events-2024.05.01", f"social:e{i}") for i in range(3)}
+    assert es.docs[("marketpulse-events-2024.05.01", "social:e0")]["text"] == "post 0"
+    assert source.committed == 3 and not dead.delivered
+
+
+def test_a_redelivered_event_overwrites_its_document():
+    es = MemoryBulk()
+    rec = record(wire.encode_labeled(event(1), "events"), 0)
+    run([rec, rec], es, batch=1)
+    assert len(es.docs) == 1
+
+
+def test_records_that_are_not_labeled_events_are_dead_lettered_with_the_reason_and_the_rest_indexed():
+    es = MemoryBulk()
+    good = record(wire.encode_labeled(event(1), "events"), 0)
+    newer_major = InRecord(good.value, good.key, "events", 0, 1, ((wire.SCHEMA_HEADER, b"labeled-event/2.0"),))
+    junk = InRecord(b"{not json", b"k", "events", 0, 2)
+    source, dead = run([good, newer_major, junk], es)
+    reasons = [json.loads(r.value)["reason"] for r in dead.delivered]
+    assert reasons == ["schema_version", "not_json"]
+    assert {json.loads(r.value)["stage"] for r in dead.delivered} == {"es_sink"}
+    assert len(es.docs) == 1 and source.committed == 3
+
+
+def test_a_document_elasticsearch_refuses_for_good_is_dead_lettered_and_the_rest_of_the_bulk_stands():
+    es = MemoryBulk({"social:e2": [400]})
+    recs = [record(wire.encode_labeled(event(i), "events"), i) for i in range(4)]
+    source, dead = run(recs, es)
+    assert len(es.docs) == 3 and source.committed == 4
+    [dl] = [json.loads(r.value) for r in dead.delivered]
+    assert dl["reason"] == "es_rejected" and "mapper_parsing_exception" in dl["detail"]
+    assert dl["source"]["offset"] == 2
+
+
+def test_throttled_documents_are_retried_until_acknowledged_before_the_commit():
+    es = MemoryBulk({"social:e0": [429, 503]})
+    source, dead = run([record(wire.encode_labeled(event(0), "events"), 0)], es)
+    assert es.requests == 3 and len(es.docs) == 1 and source.committed == 1 and not dead.delivered
+
+
+def test_a_stop_while_elasticsearch_refuses_leaves_the_batch_uncommitted():
+    es = MemoryBulk({"social:e0": [503] * 1000})
+    stop = threading.Event()
+    source = MemorySource([record(wire.encode_labeled(event(0), "events"), 0)])
+    handler = EsSinkHandler(S, es, MemorySink(), stop, max_backoff_s=0.05)
+    threading.Timer(0.2, stop.set).start()
+    with pytest.raises(Stopped):
+        ConsumerLoop(source, handler, name="test").step()
+    assert source.committed == 0 and not es.docs
