@@ -63,7 +63,7 @@ class AlertHandler:
         self.group_id = group_id or settings.kafka.alerter_group
         self.config = DetectorConfig.from_settings(a)
         self.monitor = monitor or SpikeMonitor(self.config)
-        self.clock = clock or EventClock(a.allowed_lateness_s, a.max_future_skew_s)
+        self.clock = clock or EventClock(a.allowed_lateness_s, settings.event_time.max_future_skew_s)
         self.out = out
         self.store_alert, self.notify = store_alert, notify
         self._last_snapshot = time.monotonic()
@@ -80,7 +80,7 @@ class AlertHandler:
                 continue
             if not self.clock.observe(r.partition, event.published_at.timestamp()):
                 log.warning("skipping event %s dated %s: beyond the %d s future-skew bound", event.doc_id,
-                            event.published_at.isoformat(), self.s.alerts.max_future_skew_s)
+                            event.published_at.isoformat(), self.s.event_time.max_future_skew_s)
                 metrics.ALERTER_SKIPPED.labels("future_dated").inc()
                 continue
             self.monitor.observe(event)
@@ -140,6 +140,18 @@ class _LoopAdapter:
         if self.handler.checkpoint_due():
             self.handler.checkpoint(self.source)
 
+    def reset(self) -> None:
+        """Nothing to forget: the monitor holds every event read, and a restart resumes from the
+        snapshot's offsets (see ``_AssignedSource``)."""
+
+
+class _AssignedSource(KafkaSource):
+    """The alerter's partitions: a failed step does not rewind, since the monitor already counted
+    what was read; the next snapshot covers it (the group offsets are only for lag dashboards)."""
+
+    def rewind(self) -> None:
+        pass
+
 
 class Alerter:
     """The `marketpulse alerter` process."""
@@ -164,7 +176,7 @@ class Alerter:
                                           on_attempt=self._log_attempt)
         self.handler = AlertHandler(settings, self.sink, store_alert=self._store_alert,
                                     notify=self.webhooks.submit, group_id=self.group_id)
-        self.source = KafkaSource(self.consumer)
+        self.source = _AssignedSource(self.consumer)
 
     # -- start: snapshot or rebuild ---------------------------------------------------------------
     def start(self) -> None:

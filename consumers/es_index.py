@@ -41,8 +41,13 @@ def template_name(es_settings: ElasticsearchSettings) -> str:
     return f"{es_settings.index_prefix}-template"
 
 
-def daily_index(es_settings: ElasticsearchSettings, when: datetime) -> str:
-    """marketpulse-events-YYYY.MM.DD, by the event's publication day (UTC)."""
+def daily_index(es_settings: ElasticsearchSettings, when: datetime, now: datetime | None = None) -> str:
+    """marketpulse-events-YYYY.MM.DD, by the event's publication day (UTC); events published more
+    than ``archive_after_days`` before ``now`` go to marketpulse-events-archive instead, so a
+    backfill of old or oddly dated records cannot create an index per day (both join the alias)."""
+    now = now or datetime.now(timezone.utc)
+    if (now - when).days > es_settings.archive_after_days:
+        return f"{es_settings.index_prefix}-archive"
     return f"{es_settings.index_prefix}-{when.astimezone(timezone.utc):%Y.%m.%d}"
 
 

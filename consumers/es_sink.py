@@ -28,8 +28,17 @@ log = logging.getLogger(__name__)
 RETRYABLE = {429, 500, 502, 503, 504}
 
 
+# A whole bulk request refused with these is about its documents (one too large, an _id over
+# 512 bytes): halve the batch until the culprit is alone, and dead-letter it.
+DOCUMENT_FAULT = {400, 413}
+
+
 class _Retryable(Exception):
     """The whole bulk request failed in a way that passes (ES away, 429, 5xx)."""
+
+
+class _Refused(Exception):
+    """The whole bulk request was refused because of (some of) its documents."""
 
 
 class EsSinkHandler:
@@ -59,7 +68,7 @@ class EsSinkHandler:
     def flush(self) -> None:
         if self._actions:
             self._ensure_template()
-            self._bulk_until_acknowledged(self._actions)
+            self._write(self._actions)
             self._actions = []
         self.deadletters.flush()  # dead letters delivered before the offsets move on
 
@@ -69,7 +78,22 @@ class EsSinkHandler:
         except (CommitFailedError, KafkaError) as exc:  # rebalance or broker away: records come again, same _ids
             log.warning("commit failed (%s); the batch will be re-delivered and overwritten", exc)
 
+    def reset(self) -> None:
+        self._actions = []
+
     # -- Elasticsearch ------------------------------------------------------------------------------
+    def _write(self, actions: list[tuple[InRecord, dict, dict]]) -> None:
+        """Every document acknowledged or dead-lettered; a refused request is split to find why."""
+        try:
+            self._bulk_until_acknowledged(actions)
+        except _Refused as exc:
+            if len(actions) == 1:
+                self._deadletter(actions[0][0], Rejection("es_rejected", str(exc)))
+                return
+            mid = len(actions) // 2
+            self._write(actions[:mid])
+            self._write(actions[mid:])
+
     def _bulk_until_acknowledged(self, actions: list[tuple[InRecord, dict, dict]]) -> None:
         backoff = 0.2
         while actions:
@@ -104,8 +128,10 @@ class EsSinkHandler:
             return self.es.bulk(operations=body, refresh=False)["items"]
         except (TransportError, ApiError) as exc:  # ES down, timeout or a whole-request 429/5xx
             status = getattr(exc, "status_code", None) or getattr(getattr(exc, "meta", None), "status", None)
+            if isinstance(exc, ApiError) and status in DOCUMENT_FAULT:
+                raise _Refused(f"HTTP {status}: {str(exc)[:500]}") from exc
             if isinstance(exc, ApiError) and status not in RETRYABLE:
-                raise
+                raise  # authentication, a missing permission: nothing a retry or a dead letter fixes
             raise _Retryable(type(exc).__name__) from exc
 
     def _pause(self, backoff: float) -> float:
@@ -167,6 +193,9 @@ class _LagReporting:
 
     def flush(self) -> None:
         self.inner.flush()
+
+    def reset(self) -> None:
+        self.inner.reset()
 
     def commit(self, source: Source) -> None:
         self.inner.commit(source)

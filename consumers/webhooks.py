@@ -15,6 +15,7 @@ import json
 import logging
 import queue
 import random
+import re
 import threading
 import time
 import uuid
@@ -46,18 +47,31 @@ def verify(secret: str, timestamp: str | int, body: bytes, signature: str, toler
         return False
     if abs((now or time.time()) - ts) > tolerance_s:
         return False
-    return hmac.compare_digest(sign(secret, ts, body), signature)
+    # Bytes, not str: compare_digest raises TypeError on non-ASCII strings, and a forged header
+    # must be refused, not crash the receiver.
+    return hmac.compare_digest(sign(secret, ts, body).encode(), str(signature).encode("utf-8", "surrogateescape"))
+
+
+# Bidirectional overrides and isolates reorder what a reader sees ("Tesla" shown, "alseT" meant).
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def slack_text(text: object) -> str:
+    """Plain text for Slack mrkdwn: ``&``, ``<`` and ``>`` escaped, so no text from a post or feed
+    can become a mention (``<!channel>``) or a disguised link (``<https://x|Open dashboard>``)."""
+    return _BIDI.sub("", str(text)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def render(alert: dict, fmt: str) -> dict:
     if fmt == "json":
         return alert
     # Slack-compatible: a text fallback plus blocks.
-    sev = alert.get("severity", "warning").upper()
-    head = f"[{sev}] negative-sentiment spike: {alert.get('key')}"
+    sev = slack_text(alert.get("severity", "warning")).upper()
+    head = f"[{sev}] negative-sentiment spike: {slack_text(alert.get('key'))}"
     detail = (f"observed {alert.get('observed', 0):.1f} vs expected {alert.get('expected', 0):.1f} "
-              f"(score {alert.get('score', 0):.1f}) in {alert.get('window_start')} – {alert.get('window_end')}")
-    lines = [f"• {h.get('text', '')[:200]}" for h in alert.get("top_events", [])[:5]]
+              f"(score {alert.get('score', 0):.1f}) in {slack_text(alert.get('window_start'))} – "
+              f"{slack_text(alert.get('window_end'))}")
+    lines = [f"• {slack_text(str(h.get('text', ''))[:200])}" for h in alert.get("top_events", [])[:5]]
     return {"text": f"{head}\n{detail}", "blocks": [
         {"type": "header", "text": {"type": "plain_text", "text": head[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": detail}},

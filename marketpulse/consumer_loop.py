@@ -33,6 +33,10 @@ class Source(Protocol):
 
     def commit(self) -> None: ...
 
+    def rewind(self) -> None:
+        """Back to the last committed position: after a failed step, the records it polled come
+        again instead of being skipped by the next commit."""
+
     def close(self) -> None: ...
 
 
@@ -53,6 +57,9 @@ class Handler(Protocol):
 
     def commit(self, source: Source) -> None:
         """Called after ``flush``: commit the source (or checkpoint state with the offsets)."""
+
+    def reset(self) -> None:
+        """Forget what was handled since the last commit (the source rewinds to it)."""
 
 
 def retrying(stop: threading.Event, what: str, *, on: tuple[type[BaseException], ...] = (KafkaError,),
@@ -83,22 +90,47 @@ class ConsumerLoop:
         self.source, self.handler, self.name = source, handler, name
         self.poll_timeout_ms = poll_timeout_ms
         self.max_backoff_s = max_backoff_s
+        self._needs_rewind = False
 
     def step(self) -> int:
-        """One poll -> handle -> flush -> commit. Returns the number of records polled."""
-        records = self.source.poll(self.poll_timeout_ms)
-        self.handler.handle(records)
-        self.handler.flush()
-        self.handler.commit(self.source)
+        """One poll -> handle -> flush -> commit. Returns the number of records polled. If any part
+        fails, the source rewinds to its last commit and the handler forgets the step, so the
+        retry reads the same records again: a failed step never lets a later commit skip them."""
+        try:
+            records = self.source.poll(self.poll_timeout_ms)
+            self.handler.handle(records)
+            self.handler.flush()
+            self.handler.commit(self.source)
+        except BaseException:
+            self._rewind()
+            raise
         return len(records)
+
+    def _rewind(self) -> None:
+        try:
+            self.source.rewind()
+        except Exception as exc:  # broker away: the retry rewinds again before it polls
+            log.warning("%s could not rewind (%s); the retry will", self.name, exc)
+            self._needs_rewind = True
+        else:
+            self._needs_rewind = False
+        self.handler.reset()
 
     def run(self, stop: threading.Event) -> None:
         """Steps until ``stop`` is set; Kafka errors are retried with backoff. The source is left
         open: the owner closes it (after its own last checkpoint)."""
         log.info("%s running", self.name)
+
+        def attempt() -> int:
+            if self._needs_rewind:
+                self._rewind()
+                if self._needs_rewind:
+                    raise KafkaError("rewind to the committed offsets failed")
+            return self.step()
+
         try:
             while not stop.is_set():
-                call_retrying(stop, f"{self.name} step", self.step, max_backoff_s=self.max_backoff_s)
+                call_retrying(stop, f"{self.name} step", attempt, max_backoff_s=self.max_backoff_s)
         except Stopped:
             log.info("%s stopped while retrying; uncommitted records come again on restart", self.name)
 
@@ -117,6 +149,14 @@ class KafkaSource:
     def commit(self) -> None:
         self.consumer.commit()
 
+    def rewind(self) -> None:
+        for tp in self.consumer.assignment():
+            committed = self.consumer.committed(tp)
+            if committed is None:
+                self.consumer.seek_to_beginning(tp)  # the group's reset policy for a fresh group
+            else:
+                self.consumer.seek(tp, committed)
+
     def close(self) -> None:
         self.consumer.close()
 
@@ -132,16 +172,27 @@ class KafkaSource:
 
 
 class KafkaSink:
-    """A kafka-python producer as a Sink (acks=all producers: ``flush`` waits for the broker)."""
+    """A kafka-python producer as a Sink (acks=all producers). ``flush`` waits for the broker and
+    raises if any record sent since the last flush was not delivered, so nothing is committed
+    without its output."""
 
     def __init__(self, producer: Any):
         self.producer = producer
+        self._futures: list[Any] = []
+        self._lock = threading.Lock()  # the alerter's webhook threads send delivery records too
 
     def send(self, record: OutRecord) -> None:
-        self.producer.send(record.topic, key=record.key, value=record.value, headers=list(record.headers))
+        future = self.producer.send(record.topic, key=record.key, value=record.value, headers=list(record.headers))
+        with self._lock:
+            self._futures.append(future)
 
     def flush(self) -> None:
         self.producer.flush()
+        with self._lock:
+            futures, self._futures = self._futures, []
+        failed = [f.exception for f in futures if f.failed()]
+        if failed:
+            raise failed[0] if isinstance(failed[0], KafkaError) else KafkaError(str(failed[0]))
 
     def close(self) -> None:
         self.producer.flush()
@@ -166,6 +217,9 @@ class MemorySource:
 
     def commit(self) -> None:
         self.committed = self.position
+
+    def rewind(self) -> None:
+        self.position = self.committed
 
     def close(self) -> None:
         self.closed = True

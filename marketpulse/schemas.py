@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 SENTIMENTS = ("negative", "neutral", "positive")
 Source = Literal["news", "social"]
 Sentiment = Literal["negative", "neutral", "positive"]
+MAX_ID_BYTES = 256
 KeyType = Literal["ticker", "topic", "market"]
 
 
@@ -39,7 +40,8 @@ class RawEvent(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
-    id: str = Field(..., min_length=1, max_length=256, description="stable producer-side id")
+    id: str = Field(..., min_length=1, max_length=256,
+                    description="stable producer-side id; at most 256 UTF-8 bytes")
     source: Source
     source_name: str = Field(..., min_length=1, max_length=200, description="feed, site or network")
     published_at: datetime = Field(..., description="ISO-8601 with timezone; naive means UTC")
@@ -48,6 +50,15 @@ class RawEvent(BaseModel):
     url: str | None = Field(None, max_length=4000)
     author: str | None = Field(None, max_length=500)
     lang: str = Field("en", min_length=2, max_length=16)
+
+    @field_validator("id")
+    @classmethod
+    def _id_fits_a_document_id(cls, v: str) -> str:
+        # It becomes the Elasticsearch _id ("source:id"), which may hold at most 512 bytes.
+        size = len(v.encode("utf-8"))
+        if size > MAX_ID_BYTES:
+            raise ValueError(f"id is {size} bytes in UTF-8, limit {MAX_ID_BYTES}")
+        return v
 
     @field_validator("text")
     @classmethod
@@ -61,7 +72,12 @@ class RawEvent(BaseModel):
     @field_validator("published_at")
     @classmethod
     def _aware(cls, v: datetime) -> datetime:
-        return v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+        v = v if v.tzinfo else v.replace(tzinfo=timezone.utc)
+        try:
+            v.astimezone(timezone.utc)  # 0001-01-01T00:00+14:00 has no UTC time: refuse it here, once
+        except OverflowError:
+            raise ValueError("published_at is out of range once converted to UTC") from None
+        return v
 
 
 class TickerMention(BaseModel):

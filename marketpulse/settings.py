@@ -53,6 +53,8 @@ class ElasticsearchSettings(BaseModel):
     deliveries_index: str = "marketpulse-webhook-deliveries"
     request_timeout_s: float = 30.0
     bulk_max_docs: int = Field(500, ge=1)
+    archive_after_days: int = Field(90, ge=1, description="events published longer ago go to one "
+                                                          "<index_prefix>-archive index, not one index per day")
 
     def client_kwargs(self) -> dict[str, Any]:
         kw: dict[str, Any] = {"hosts": [self.url], "request_timeout": self.request_timeout_s}
@@ -79,6 +81,11 @@ class ModelSettings(BaseModel):
     explain_negative: bool = True
 
 
+class EventTimeSettings(BaseModel):
+    max_future_skew_s: int = Field(300, ge=0, description="events dated further ahead of the wall clock are "
+                                                          "dead-lettered by the worker and cannot move event time")
+
+
 class WebhookEndpoint(BaseModel):
     url: str
     format: Literal["json", "slack"] = "json"
@@ -97,8 +104,6 @@ class AlertSettings(BaseModel):
     clear_threshold: float = Field(2.0, ge=0, description="hysteresis: score below which it closes")
     cooldown_buckets: int = Field(15, ge=0)
     allowed_lateness_s: int = Field(15, ge=0, description="how long a bucket waits for late events")
-    max_future_skew_s: int = Field(300, ge=0, description="events dated further ahead of the wall clock "
-                                                         "cannot move event time (the alerter skips them)")
     idle_flush_s: float = Field(5.0, gt=0, description="no events this long: event time moves with the clock")
     snapshot_interval_s: float = Field(10.0, gt=0, description="how often alerter state is saved to Kafka")
     webhooks: list[WebhookEndpoint] = []
@@ -119,6 +124,7 @@ class Settings(BaseSettings):
     batch: BatchSettings = BatchSettings()
     model: ModelSettings = ModelSettings()
     alerts: AlertSettings = AlertSettings()
+    event_time: EventTimeSettings = EventTimeSettings()
     pseudonym_key: SecretStr = SecretStr("marketpulse-local-pseudonym-key")
     metrics_port: int = Field(0, ge=0, description="Prometheus port; 0 serves none")
     metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds to")

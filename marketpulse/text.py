@@ -21,9 +21,10 @@ _TAG = re.compile(r"<(?:[A-Za-z!/?][^<>]*)>")
 _INLINE_TAG = re.compile(r"</?(?:a|b|i|u|em|strong|span|small|sup|sub|font|abbr|code|mark)\b[^<>]*>", re.IGNORECASE)
 _SCRIPT_STYLE = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
-# Zero-width characters and C0/C1 controls (except whitespace) are invisible noise that would
-# defeat duplicate detection and ticker matching.
-_INVISIBLE = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Zero-width characters, bidirectional overrides/isolates and C0/C1 controls (except whitespace)
+# are invisible: they defeat duplicate detection and ticker matching, and bidi overrides can make
+# a post read differently from what it says.
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _WS = re.compile(r"\s+")
 URL_RE = re.compile(r"(?:\bhttps?://|\bwww\.)[^\s<>\"']+", re.IGNORECASE)
 

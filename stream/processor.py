@@ -56,6 +56,14 @@ class BatchProcessor:
             if isinstance(checked, Rejection):
                 self._deadletter(result, rec, checked)
                 continue
+            ahead = checked.published_at.timestamp() - time.time()
+            if ahead > self.settings.event_time.max_future_skew_s:
+                # Downstream, event time would jump ahead with it and close the windows that every
+                # real event after it falls into.
+                self._deadletter(result, rec, Rejection(
+                    "future_dated", f"published_at is {ahead:.0f} s ahead of the worker's clock "
+                                    f"(event_time.max_future_skew_s = {self.settings.event_time.max_future_skew_s})"))
+                continue
             try:
                 enriched = self.enricher.enrich(checked)
             except EnrichError as exc:

@@ -142,7 +142,7 @@ class ReplayRunner:
     def _clock(self) -> EventClock:
         """The live alerter's event clock: the same lateness and future-skew bound."""
         lateness = max(l.config.allowed_lateness_s for l in self.lanes)
-        return EventClock(lateness, self.s.alerts.max_future_skew_s)
+        return EventClock(lateness, self.s.event_time.max_future_skew_s)
 
     @staticmethod
     def _chunks(it: Iterable[LabeledEvent | None], n: int) -> Iterator[list[LabeledEvent | None]]:

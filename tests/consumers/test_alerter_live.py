@@ -96,3 +96,47 @@ def test_burst_fires_one_signed_alert_and_state_survives_restart(isolated, es):
     assert set(logged) == {"delivered"}, logged
     rx.close()
     print(f"\nRESULT live alerter: webhook called {latency:.1f} s after the burst was sent")
+
+
+def _committed_total(bootstrap: str, group: str) -> int:
+    from kafka import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets(group).get(group, {})  # this kafka-python returns {group: {tp: meta}}
+        return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
+    finally:
+        admin.close()
+
+
+def test_a_record_dated_a_day_ahead_does_not_blind_the_alerter(isolated, es):
+    # Once caught up, event time follows the newest event: a record dated +1 day used to close a day
+    # of buckets, so the burst after it was dropped as late and raised nothing.
+    cfg = yaml.safe_load(isolated.config.read_text())
+    cfg["alerts"] = {"snapshot_interval_s": 1.0}
+    isolated.config.write_text(yaml.safe_dump(cfg))
+    s = type(isolated.settings).load(isolated.config)
+    ensure_topics(s.kafka)
+    producer = KafkaProducer(bootstrap_servers=s.kafka.bootstrap, acks="all")
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=45)
+    history = list(Generator(seed=11, rate_per_s=3, duration_s=40 * 60, start=start).samples())
+    burst_at = start + timedelta(minutes=40)
+    burst = list(Generator(seed=12, rate_per_s=3, duration_s=5 * 60, start=burst_at,
+                           scenarios=["burst:TSLA@30+90x2"]).samples())
+    alerter = isolated.start("alerter", "--from-time", (start - timedelta(minutes=1)).isoformat())
+    _send(producer, s.kafka.topics.events, history)
+    ahead = labeled_from_truth(history[-1]).model_copy(update={
+        "id": "from-the-future", "published_at": datetime.now(timezone.utc) + timedelta(days=1)})
+    producer.send(s.kafka.topics.events, key=ahead.doc_id.encode(), value=ahead.model_dump_json().encode())
+    producer.flush()
+    # The alerter has read (and snapshotted) everything up to the future-dated record before the burst.
+    end = topic_end_total(s.kafka.bootstrap, s.kafka.topics.events)
+    wait_until(lambda: _committed_total(s.kafka.bootstrap, s.kafka.alerter_group) >= end, HANG_GUARD_S,
+               what="the alerter to read the future-dated record")
+    _send(producer, s.kafka.topics.events, burst)
+
+    alerts = wait_until(lambda: _tsla_alerts(es, s.elasticsearch.alerts_index), HANG_GUARD_S,
+                        what="the burst's alert despite the future-dated record")
+    assert burst_at <= datetime.fromisoformat(alerts[0]["window_start"]) <= burst_at + timedelta(minutes=3)
+    assert "future-skew bound" in isolated.log_text(alerter)
+    assert alerter.poll() is None, isolated.log_tail(alerter)

@@ -14,16 +14,29 @@ from marketpulse.schemas import LabeledEvent
 from marketpulse.settings import Settings
 from marketpulse.wire import InRecord
 
-T0 = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+T0 = datetime.now(timezone.utc).replace(microsecond=0)
+DAY_INDEX = f"marketpulse-events-{T0:%Y.%m.%d}"
 S = Settings()
 
 
-class MemoryBulk:
-    """Elasticsearch's bulk API in memory: ``answers`` maps a doc id to the statuses it gets, in turn."""
+def api_error(status: int):
+    from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
+    from elasticsearch import ApiError
 
-    def __init__(self, answers=None):
+    meta = ApiResponseMeta(status=status, http_version="1.1", headers=HttpHeaders(), duration=0.0,
+                           node=NodeConfig("http", "127.0.0.1", 9200))
+    return ApiError(f"status {status}", meta, {"error": {"type": "illegal_argument_exception"}})
+
+
+class MemoryBulk:
+    """Elasticsearch's bulk API in memory: ``answers`` maps a doc id to the statuses it gets, in turn;
+    a request holding an id of ``refuse_whole`` fails as a whole with HTTP 400 (as an over-long
+    _id does in Elasticsearch)."""
+
+    def __init__(self, answers=None, refuse_whole=()):
         self.docs: dict[tuple[str, str], dict] = {}
         self.answers = {k: list(v) for k, v in (answers or {}).items()}
+        self.refuse_whole = set(refuse_whole)
         self.requests = 0
         self.indices = self  # ensure_event_template calls es.indices.put_index_template
 
@@ -32,6 +45,8 @@ class MemoryBulk:
 
     def bulk(self, operations, refresh=False):
         self.requests += 1
+        if any(m["index"]["_id"] in self.refuse_whole for m in operations[::2]):
+            raise api_error(400)
         items = []
         for meta, doc in zip(operations[::2], operations[1::2]):
             index, _id = meta["index"]["_index"], meta["index"]["_id"]
@@ -69,8 +84,8 @@ def test_labeled_events_are_indexed_by_publication_day_under_their_doc_id_and_th
     es = MemoryBulk()
     recs = [record(wire.encode_labeled(event(i), "events"), i) for i in range(3)]
     source, dead = run(recs, es)
-    assert set(es.docs) == {("marketpulse-events-2024.05.01", f"social:e{i}") for i in range(3)}
-    assert es.docs[("marketpulse-events-2024.05.01", "social:e0")]["text"] == "post 0"
+    assert set(es.docs) == {(DAY_INDEX, f"social:e{i}") for i in range(3)}
+    assert es.docs[(DAY_INDEX, "social:e0")]["text"] == "post 0"
     assert source.committed == 3 and not dead.delivered
 
 
@@ -118,3 +133,28 @@ def test_a_stop_while_elasticsearch_refuses_leaves_the_batch_uncommitted():
     with pytest.raises(Stopped):
         ConsumerLoop(source, handler, name="test").step()
     assert source.committed == 0 and not es.docs
+
+
+def test_a_document_that_makes_elasticsearch_refuse_the_whole_bulk_is_isolated_and_dead_lettered():
+    es = MemoryBulk(refuse_whole={"social:e5"})
+    recs = [record(wire.encode_labeled(event(i), "events"), i) for i in range(8)]
+    source, dead = run(recs, es)
+    assert len(es.docs) == 7 and source.committed == 8
+    [dl] = [json.loads(r.value) for r in dead.delivered]
+    assert dl["reason"] == "es_rejected" and dl["source"]["offset"] == 5 and "HTTP 400" in dl["detail"]
+
+
+def test_an_authentication_error_is_not_blamed_on_the_documents():
+    class Unauthorized(MemoryBulk):
+        def bulk(self, operations, refresh=False):
+            raise api_error(401)
+
+    with pytest.raises(Exception, match="401"):
+        run([record(wire.encode_labeled(event(0), "events"), 0)], Unauthorized())
+
+
+def test_events_published_long_ago_go_to_the_archive_index():
+    es = MemoryBulk()
+    old = event(9).model_copy(update={"published_at": datetime(2001, 9, 11, tzinfo=timezone.utc)})
+    run([record(wire.encode_labeled(old, "events"), 0)], es)
+    assert set(es.docs) == {("marketpulse-events-archive", "social:e9")}

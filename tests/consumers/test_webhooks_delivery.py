@@ -127,3 +127,25 @@ def test_slack_format_has_text_and_blocks():
     assert "ticker:TSLA" in msg["text"] and "CRITICAL" in msg["text"]
     assert msg["blocks"][0]["type"] == "header"
     assert "Tesla recalls" in json.dumps(msg["blocks"])
+
+
+def test_a_forged_non_ascii_signature_is_refused_not_an_error():
+    ts, body = int(time.time()), b'{"a":1}'
+    assert not verify("s3cret", ts, body, "sha256=\u00e9\u00e9\u00e9")
+    assert not verify("s3cret", ts, body, "\U0001F680")
+
+
+def test_text_from_posts_cannot_become_slack_mentions_links_or_reversed_words(receivers):
+    # What a double-escaped feed turns into after cleaning, plus a bidi override.
+    hostile = {**ALERT, "key": "ticker:TSLA<!here>", "top_events": [
+        {"text": "<!channel> Tesla recalls <https://evil.example|Open dashboard> & more \u202eslaeT\u202c"}]}
+    rx = receivers()
+    d = WebhookDispatcher([WebhookEndpoint(url=rx.url, format="slack", max_attempts=1)], "k")
+    d.submit(hostile)
+    assert d.drain(HANG_GUARD_S)
+    d.close()
+    sent = json.loads(rx.requests[0][1])
+    everything = json.dumps(sent, ensure_ascii=False)
+    assert "<!channel>" not in everything and "<!here>" not in everything and "<https://" not in everything
+    assert "&lt;!channel&gt; Tesla recalls &lt;https://evil.example|Open dashboard&gt; &amp; more slaeT" in everything
+    assert "\u202e" not in everything and "\u202c" not in everything

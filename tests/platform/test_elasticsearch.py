@@ -24,7 +24,8 @@ def test_template_bulk_and_query(es, unique):
     ensure_event_template(es, s)
     assert es.indices.exists_index_template(name=template_name(s))
 
-    index = daily_index(s, datetime(2026, 11, 23, 23, 30, tzinfo=timezone.utc))
+    index = daily_index(s, datetime(2026, 11, 23, 23, 30, tzinfo=timezone.utc),
+                        now=datetime(2026, 11, 24, 1, tzinfo=timezone.utc))
     assert index == f"it-events-{unique}-2026.11.23"
     actions = [{"_index": index, "_id": f"news:e{i}", "_source": to_document(_event(i, "negative" if i % 3 else "positive"))}
                for i in range(30)]
@@ -46,3 +47,11 @@ def test_template_bulk_and_query(es, unique):
         helpers.bulk(es, [{"_index": index, "_id": "bad", "_source": {"nope": 1}}])
     es.indices.delete(index=index)
     es.indices.delete_index_template(name=template_name(s))
+
+
+def test_events_older_than_the_archive_age_share_one_archive_index():
+    s = ElasticsearchSettings(index_prefix="ev", archive_after_days=90)
+    now = datetime(2026, 11, 24, tzinfo=timezone.utc)
+    assert daily_index(s, datetime(2026, 8, 27, tzinfo=timezone.utc), now=now) == "ev-2026.08.27"  # 89 days
+    assert daily_index(s, datetime(2026, 8, 25, tzinfo=timezone.utc), now=now) == "ev-archive"
+    assert daily_index(s, datetime(1900, 1, 1, tzinfo=timezone.utc), now=now) == "ev-archive"

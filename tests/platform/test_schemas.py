@@ -20,6 +20,8 @@ def test_raw_event_accepts_a_minimal_record_and_defaults_to_utc():
 @pytest.mark.parametrize("bad", [
     {"text": "   "}, {"text": ""}, {"source": "blog"}, {"published_at": "yesterday"},
     {"id": ""}, {"text": "a\x00b"}, {"unexpected": 1},
+    {"id": "\u00e9" * 129},  # 258 UTF-8 bytes: "source:id" must fit Elasticsearch's 512-byte _id
+    {"published_at": "0001-01-01T00:00:00+14:00"},  # no UTC time exists for it
 ])
 def test_raw_event_rejects_invalid_fields(bad):
     with pytest.raises(ValidationError):

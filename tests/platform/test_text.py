@@ -49,3 +49,7 @@ def test_model_text_prefixes_title_once():
     assert model_text("Apple beats estimates. Analysts expect more.", "Apple beats estimates") == (
         "Apple beats estimates. Analysts expect more."
     )
+
+
+def test_bidirectional_overrides_and_isolates_are_removed():
+    assert clean_text("\u202eslaeT\u202c shares \u2066up\u2069") == "slaeT shares up"

@@ -64,3 +64,15 @@ def test_rescoring_stored_events_reproduces_the_live_labels(classifier):
         assert np.allclose([a.sentiment_scores[k] for k in sorted(a.sentiment_scores)],
                            [b.sentiment_scores[k] for k in sorted(b.sentiment_scores)], atol=1e-6), a.id
         assert [t.label for t in a.topic_scores] == [t.label for t in b.topic_scores]
+
+
+def test_a_record_dated_beyond_the_future_skew_is_dead_lettered_and_one_slightly_ahead_is_labeled(classifier):
+    from datetime import timedelta
+
+    now = datetime.now(timezone.utc)
+    records = [raw_record(0, text="Tesla recalls cars", published_at=now + timedelta(days=1)),
+               raw_record(1, text="Tesla recalls cars", published_at=now + timedelta(seconds=60))]
+    result = BatchProcessor(SETTINGS, classifier).process(records)
+    assert [e.id for e in result.labeled] == ["n-1"]
+    [dl] = [json.loads(r.value) for r in result.deadletters]
+    assert dl["reason"] == "future_dated" and dl["source"]["offset"] == 0 and "max_future_skew_s" in dl["detail"]

@@ -50,6 +50,8 @@ def test_unknown_top_level_keys_are_dropped_not_rejected():
     (enc({**GOOD, "published_at": "yesterday"}), "schema"),
     (enc({**GOOD, "text": "   \n"}), "empty_text"),
     (enc({**GOOD, "text": "x" * 1001}), "oversize"),
+    (enc({**GOOD, "id": "é" * 254}), "schema"),  # 508 UTF-8 bytes: its Elasticsearch _id would pass 512
+    (enc({**GOOD, "id": "\U0001F680" * 200}), "schema"),
     (b"[" * 100_000, "oversize"),
 ])
 def test_rejection_reasons(value, expected):
