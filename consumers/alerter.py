@@ -24,7 +24,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch, TransportError
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from consumers.alerting import DetectorConfig, SpikeMonitor
@@ -115,26 +115,68 @@ class AlertHandler:
     def _publish(self, alert: Alert) -> dict[str, Any]:
         doc = wire.alert_document(alert, fired_at=datetime.now(timezone.utc))
         self.out.send(wire.encode_alert(doc, self.s.kafka.topics.alerts))
+        self.notify(doc)  # the analysts first: the index copy may wait for Elasticsearch
         self.store_alert(doc)
-        self.notify(doc)
         metrics.ALERTS.labels(alert.key_type, alert.severity).inc()
         log.warning("ALERT %s %s %s observed %.1f expected %.1f score %.1f", alert.severity, alert.status,
                     alert.key, alert.observed, alert.expected, alert.score)
         return doc
 
 
+class AlertIndex:
+    """The alerts index as a best-effort copy: Elasticsearch being away must not stop alerts from
+    reaching Kafka and the webhooks. A document that could not be written is kept (bounded) and
+    written again before the next one; ids are deterministic, so a late write overwrites."""
+
+    def __init__(self, es: Any, index: str, mappings: dict, max_pending: int = 10_000, retry_every_s: float = 5.0):
+        self.es, self.index, self.mappings = es, index, mappings
+        self.max_pending, self.retry_every_s = max_pending, retry_every_s
+        self.pending: dict[str, dict[str, Any]] = {}
+        self._ready = False
+        self._failed_at: float | None = None
+
+    def store(self, doc: dict[str, Any]) -> None:
+        self.pending[doc["id"]] = doc  # an escalation replaces its opening: one record per incident
+        while len(self.pending) > self.max_pending:
+            dropped = next(iter(self.pending))
+            log.error("alerts index unreachable for long: alert %s not kept for it (it is on the topic)", dropped)
+            del self.pending[dropped]
+        self.retry()
+
+    def retry(self, force: bool = False) -> None:
+        """Writes what is pending; after a failure, not again for ``retry_every_s`` (each attempt
+        can wait for a request timeout, and the alerter has events to read meanwhile)."""
+        if not force and self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_every_s:
+            return
+        try:
+            if not self._ready:
+                ensure_index(self.es, self.index, self.mappings)
+                self._ready = True
+            while self.pending:
+                alert_id, doc = next(iter(self.pending.items()))
+                self.es.index(index=self.index, id=alert_id, document=doc, refresh="wait_for")
+                del self.pending[alert_id]
+            self._failed_at = None
+        except (TransportError, ApiError) as exc:
+            self._failed_at = time.monotonic()
+            log.warning("alerts index not written (%s); %d alert(s) kept to write again", type(exc).__name__,
+                        len(self.pending))
+
+
 class _LoopAdapter:
     """AlertHandler on the consumer loop: the lagging partitions for the watermark, and a snapshot
     (when due) as the commit."""
 
-    def __init__(self, handler: AlertHandler, source: AlerterSource):
-        self.handler, self.source = handler, source
+    def __init__(self, handler: AlertHandler, source: AlerterSource, index: AlertIndex | None = None):
+        self.handler, self.source, self.index = handler, source, index
 
     def handle(self, records: list[InRecord]) -> None:
         self.handler.handle(records, self.source.lagging if records else list)
 
     def flush(self) -> None:
         self.handler.flush()
+        if self.index is not None and self.index.pending:
+            self.index.retry()
 
     def commit(self, source: Any) -> None:
         if self.handler.checkpoint_due():
@@ -168,15 +210,16 @@ class Alerter:
                                       auto_offset_reset="earliest", max_poll_records=2000)
         self.producer = KafkaProducer(bootstrap_servers=k.bootstrap, acks="all", linger_ms=5,
                                       compression_type="gzip", max_request_size=32 * 1024 * 1024)
-        ensure_index(self.es, settings.elasticsearch.alerts_index, ALERT_MAPPINGS)
-        ensure_index(self.es, settings.elasticsearch.deliveries_index, DELIVERY_MAPPINGS)
+        self.alert_index = AlertIndex(self.es, settings.elasticsearch.alerts_index, ALERT_MAPPINGS)
         self.sink = KafkaSink(self.producer)
+        self._deliveries_ready = False
         self.webhooks = WebhookDispatcher(settings.alerts.webhooks,
                                           settings.alerts.webhook_secret.get_secret_value(),
                                           on_attempt=self._log_attempt)
-        self.handler = AlertHandler(settings, self.sink, store_alert=self._store_alert,
+        self.handler = AlertHandler(settings, self.sink, store_alert=self.alert_index.store,
                                     notify=self.webhooks.submit, group_id=self.group_id)
         self.source = _AssignedSource(self.consumer)
+        self.alert_index.retry()  # creates the index now if Elasticsearch is there
 
     # -- start: snapshot or rebuild ---------------------------------------------------------------
     def start(self) -> None:
@@ -233,13 +276,13 @@ class Alerter:
             reader.close()
 
     # -- outputs ----------------------------------------------------------------------------------
-    def _store_alert(self, doc: dict[str, Any]) -> None:
-        self.es.index(index=self.s.elasticsearch.alerts_index, id=doc["id"], document=doc, refresh="wait_for")
-
     def _log_attempt(self, a: Attempt) -> None:
         doc: dict[str, Any] = a.as_dict()
         self.sink.send(OutRecord(self.s.kafka.topics.webhook_deliveries, a.delivery_id.encode(),
                                  json.dumps(doc).encode()))
+        if not self._deliveries_ready:
+            ensure_index(self.es, self.s.elasticsearch.deliveries_index, DELIVERY_MAPPINGS)
+            self._deliveries_ready = True
         self.es.index(index=self.s.elasticsearch.deliveries_index, id=f"{a.delivery_id}:{a.attempt}",
                       document=doc)
 
@@ -248,7 +291,7 @@ class Alerter:
         stop = stop or threading.Event()
         self.start()
         try:
-            ConsumerLoop(self.source, _LoopAdapter(self.handler, self.source), name="alerter").run(stop)
+            ConsumerLoop(self.source, _LoopAdapter(self.handler, self.source, self.alert_index), name="alerter").run(stop)
         finally:
             self.close()
 

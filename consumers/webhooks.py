@@ -149,7 +149,10 @@ class WebhookDispatcher:
         delivery_id = f"{alert['id']}:{alert.get('status', 'opened')}:{hashlib.sha1(ep.url.encode()).hexdigest()[:8]}"
         body = json.dumps(render(alert, ep.format), default=str).encode()
         secret = ep.secret.get_secret_value() if ep.secret else self.default_secret
-        for attempt in range(1, ep.max_attempts + 1):
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
             ts = int(time.time())
             headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: str(ts),
                        SIGNATURE_HEADER: sign(secret, ts, body), DELIVERY_HEADER: delivery_id,
@@ -157,6 +160,7 @@ class WebhookDispatcher:
             t0 = time.perf_counter()
             status: int | None = None
             error: str | None = None
+            retry_after: float | None = None
             try:
                 resp = client.post(ep.url, content=body, headers=headers)
                 status = resp.status_code
@@ -165,16 +169,22 @@ class WebhookDispatcher:
                                          _now(), _ms(t0)))
                     return
                 error = f"HTTP {status}"
+                retry_after = _retry_after(resp.headers.get("Retry-After"))
             except httpx.HTTPError as exc:
                 error = f"{type(exc).__name__}: {exc}"
-            final = attempt == ep.max_attempts or (status is not None and 400 <= status < 500 and status not in (408, 429))
+            # Exponential backoff with full jitter (retries from many alerters don't synchronise);
+            # a receiver's Retry-After is a lower bound.
+            delay = random.uniform(0, min(self.max_backoff_s, self.base_backoff_s * 2 ** (attempt - 1)))
+            if retry_after is not None:
+                delay = max(delay, retry_after)
+            out_of_budget = time.monotonic() - started + delay > ep.retry_budget_s
+            final = (out_of_budget or (ep.max_attempts is not None and attempt >= ep.max_attempts)
+                     or (status is not None and 400 <= status < 500 and status not in (408, 429)))
             self._report(Attempt(delivery_id, alert["id"], ep.url, attempt, "gave_up" if final else "failed",
                                  status, error, _now(), _ms(t0)))
             if final:
                 return
-            # Exponential backoff with full jitter: retries from many alerters don't synchronise.
-            delay = min(self.max_backoff_s, self.base_backoff_s * 2 ** (attempt - 1))
-            if self._stop.wait(random.uniform(delay / 2, delay)):
+            if self._stop.wait(delay):
                 return
 
     def _report(self, a: Attempt) -> None:
@@ -183,6 +193,22 @@ class WebhookDispatcher:
             self.on_attempt(a)
         except Exception:  # the delivery log must not break delivery
             log.exception("delivery log failed")
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime
+
+        return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError):
+        return None
 
 
 def _now() -> str:

@@ -91,7 +91,9 @@ class WebhookEndpoint(BaseModel):
     format: Literal["json", "slack"] = "json"
     secret: SecretStr | None = None
     timeout_s: float = 5.0
-    max_attempts: int = Field(5, ge=1)
+    max_attempts: int | None = Field(None, ge=1, description="give up after this many attempts (default: "
+                                                            "only the time budget limits retries)")
+    retry_budget_s: float = Field(3600.0, gt=0, description="give up once the first attempt is this old")
 
 
 class AlertSettings(BaseModel):
@@ -106,6 +108,10 @@ class AlertSettings(BaseModel):
     allowed_lateness_s: int = Field(15, ge=0, description="how long a bucket waits for late events")
     idle_flush_s: float = Field(5.0, gt=0, description="no events this long: event time moves with the clock")
     snapshot_interval_s: float = Field(10.0, gt=0, description="how often alerter state is saved to Kafka")
+    max_tickers_per_event: int = Field(10, ge=1, description="an event counts toward at most this many ticker "
+                                                             "keys, the most relevant first (cashtag spam)")
+    max_keys: int = Field(5000, ge=3, description="live keys (one detector each); beyond it the longest-quiet "
+                                                  "key is forgotten to make room")
     webhooks: list[WebhookEndpoint] = []
     webhook_secret: SecretStr = SecretStr("change-me")
 

@@ -13,6 +13,7 @@ outside marketpulse send raw events without it.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -209,9 +210,21 @@ def deadletter_record(
     return out
 
 
+# A dead letter keeps a record's key as it is up to this size; a longer one is replaced by its
+# SHA-256, so a huge key cannot make the dead letter too large to send (which would lose the record).
+MAX_DEADLETTER_KEY_BYTES = 256
+
+
 def encode_deadletter(record: InRecord, rejection: Rejection, stage: str, topic: str) -> OutRecord:
     """The dead letter of ``record``: which stage refused it, why, and the original to fix and replay.
-    Keyed like the original, so a replay lands on the same partition."""
-    body = {"stage": stage, "key": record.key.decode("utf-8", "replace") if record.key else None,
-            **deadletter_record(record.value, rejection, record.topic, record.partition, record.offset)}
-    return OutRecord(topic, record.key or b"", json.dumps(body).encode(), (schema_header("dead-letter"),))
+    Keyed like the original (a replay lands on the same partition) unless the key is huge."""
+    key = record.key or b""
+    body: dict[str, Any] = {"stage": stage}
+    if len(key) > MAX_DEADLETTER_KEY_BYTES:
+        digest = hashlib.sha256(key).hexdigest()
+        body.update(key=None, key_sha256=digest, key_size=len(key))
+        key = f"sha256:{digest}".encode()
+    else:
+        body["key"] = key.decode("utf-8", "replace") if key else None
+    body.update(deadletter_record(record.value, rejection, record.topic, record.partition, record.offset))
+    return OutRecord(topic, key, json.dumps(body).encode(), (schema_header("dead-letter"),))

@@ -67,9 +67,13 @@ def register(app: typer.Typer) -> None:
                         typer.echo(f"{path}:{item.line}: rejected: {item.reason}: {item.detail}", err=True)
                     else:
                         producer.send_event(item.event)
-            sent = producer.sent
-        typer.echo(f"sent {sent}, rejected {sum(rejected.values())}"
-                   + (f" ({', '.join(f'{k}: {v}' for k, v in rejected.items())})" if rejected else ""))
+            producer.flush()
+            sent, failed = producer.sent, producer.failed
+        typer.echo(f"sent {sent - failed}, rejected {sum(rejected.values())}"
+                   + (f" ({', '.join(f'{k}: {v}' for k, v in rejected.items())})" if rejected else "")
+                   + (f", NOT DELIVERED {failed}" if failed else ""))
+        if failed:
+            raise typer.Exit(1)
 
     @app.command("generate")
     def generate(

@@ -14,6 +14,8 @@ class RawProducer:
         self._p = KafkaProducer(bootstrap_servers=kafka.bootstrap, client_id=f"{kafka.client_id}-producer",
                                 acks="all", linger_ms=10, retries=10, max_in_flight_requests_per_connection=1)
         self.sent = 0
+        self.failed = 0  # records the broker did not acknowledge (known after flush)
+        self._futures: list = []
 
     def send_event(self, event: RawEvent) -> None:
         rec = wire.encode_raw(event, self.topics[event.source])
@@ -24,14 +26,18 @@ class RawProducer:
         self._send(self.topics[source], key, value, [])
 
     def _send(self, topic: str, key: bytes | None, value: bytes, headers: list) -> None:
-        self._p.send(topic, key=key, value=value, headers=headers)
+        self._futures.append(self._p.send(topic, key=key, value=value, headers=headers))
         self.sent += 1
 
     def flush(self) -> None:
+        """Waits for every record; ``failed`` counts the ones the broker did not acknowledge."""
         self._p.flush()
+        self.failed += sum(1 for f in self._futures if f.failed())
+        self._futures = []
 
     def close(self) -> None:
-        self._p.flush(); self._p.close()
+        self.flush()
+        self._p.close()
 
     def __enter__(self) -> "RawProducer":
         return self

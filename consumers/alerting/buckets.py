@@ -47,8 +47,9 @@ def key_value(key: str) -> str | None:
     return None if key == MARKET_KEY else key.split(":", 1)[1]
 
 
-def event_weights(event: LabeledEvent) -> dict[str, tuple[float, float]]:
-    """(total, negative) volume this event adds to each of its keys."""
+def event_weights(event: LabeledEvent, max_tickers: int = 10) -> dict[str, tuple[float, float]]:
+    """(total, negative) volume this event adds to each of its keys; at most ``max_tickers`` ticker
+    keys, the most relevant first, so one post full of cashtags cannot create thousands of keys."""
     p_neg = min(max(float(event.sentiment_scores.get("negative", 0.0)), 0.0), 1.0)
     weights: dict[str, tuple[float, float]] = {MARKET_KEY: (1.0, p_neg)}
     if event.topic:
@@ -57,9 +58,9 @@ def event_weights(event: LabeledEvent) -> dict[str, tuple[float, float]]:
     for mention in event.tickers:  # a symbol matched twice counts once, at its best relevance
         k = ticker_key(mention.symbol)
         relevance[k] = max(relevance.get(k, 0.0), float(mention.relevance))
-    for k, r in relevance.items():
-        if r > 0:
-            weights[k] = (r, r * p_neg)
+    ranked = sorted(((r, k) for k, r in relevance.items() if r > 0), key=lambda rk: -rk[0])  # stable: text order
+    for r, k in ranked[:max_tickers]:
+        weights[k] = (r, r * p_neg)
     return weights
 
 
@@ -247,10 +248,12 @@ class ClosedBucket:
 class BucketAggregator:
     """Open buckets by start time; closes them in order as the watermark advances."""
 
-    def __init__(self, bucket_s: int, allowed_lateness_s: int = 0, max_contributors: int = 5):
+    def __init__(self, bucket_s: int, allowed_lateness_s: int = 0, max_contributors: int = 5,
+                 max_tickers_per_event: int = 10):
         self.bucket_s = bucket_s
         self.allowed_lateness_s = allowed_lateness_s
         self.max_contributors = max_contributors
+        self.max_tickers_per_event = max_tickers_per_event
         self.open: dict[int, dict[str, BucketStats]] = {}
         self._seen: dict[int, set[str]] = {}  # event ids per open bucket, to ignore redeliveries
         self.closed_until: int | None = None  # every bucket starting before this is closed
@@ -282,10 +285,10 @@ class BucketAggregator:
         if event.duplicate_of:
             self.copies += 1
             who = voice(event)
-            for key, (total, negative) in event_weights(event).items():
+            for key, (total, negative) in event_weights(event, self.max_tickers_per_event).items():
                 bucket.setdefault(key, BucketStats()).add_copy(event.duplicate_of, who, uid, ts, total, negative, text)
             return True
-        for key, (total, negative) in event_weights(event).items():
+        for key, (total, negative) in event_weights(event, self.max_tickers_per_event).items():
             contributor = Contributor(id=event.id, source=event.source, source_name=event.source_name,
                                       text=text, weight=round(negative, 6), published_at=ts)
             bucket.setdefault(key, BucketStats()).add(total, negative, contributor, self.max_contributors)

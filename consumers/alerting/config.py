@@ -10,7 +10,8 @@ from marketpulse.settings import AlertSettings
 # The fields an operator sets (``alerts:`` in the settings); their defaults and checks live in
 # AlertSettings only.
 SETTINGS_FIELDS = ("bucket_s", "baseline_buckets", "warmup_buckets", "min_volume", "threshold",
-                   "critical_threshold", "clear_threshold", "cooldown_buckets", "allowed_lateness_s")
+                   "critical_threshold", "clear_threshold", "cooldown_buckets", "allowed_lateness_s",
+                   "max_tickers_per_event", "max_keys")
 _SETTINGS = AlertSettings()
 
 
@@ -60,6 +61,9 @@ class DetectorConfig:
     # Windowing.
     allowed_lateness_s: int = _SETTINGS.allowed_lateness_s
     max_contributors: int = 5
+    # Bounded state: tickers one event may count toward, and live keys (detectors).
+    max_tickers_per_event: int = _SETTINGS.max_tickers_per_event
+    max_keys: int = _SETTINGS.max_keys
 
     def __post_init__(self) -> None:
         # pydantic's ValidationError is a ValueError: the same message as a bad settings file.

@@ -24,7 +24,8 @@ class SpikeMonitor:
     def __init__(self, config: DetectorConfig | None = None):
         self.config = config or DetectorConfig()
         c = self.config
-        self.buckets = BucketAggregator(c.bucket_s, c.allowed_lateness_s, c.max_contributors)
+        self.buckets = BucketAggregator(c.bucket_s, c.allowed_lateness_s, c.max_contributors, c.max_tickers_per_event)
+        self.keys_refused = 0  # new keys not tracked because every tracked key was in an incident
         self.detectors: dict[str, SpikeDetector] = {}
         # Buckets in a row without events per key; idle keys are dropped to bound memory.
         self.idle: dict[str, int] = {}
@@ -49,10 +50,15 @@ class SpikeMonitor:
     def _evaluate(self, bucket: ClosedBucket) -> list[Alert]:
         alerts = []
         empty = BucketStats()
-        for key in sorted(set(self.detectors) | set(bucket.stats)):
+        # Known keys first, then new ones busiest first: if room runs out, the busiest new keys get it.
+        new = sorted((k for k in bucket.stats if k not in self.detectors), key=lambda k: (-bucket.stats[k].total, k))
+        for key in sorted(self.detectors) + new:
             stats = bucket.stats.get(key, empty)
             det = self.detectors.get(key)
             if det is None:
+                if not self._make_room(bucket):
+                    self.keys_refused += 1
+                    continue
                 det = self.detectors[key] = SpikeDetector(self.config)
             step = det.update(bucket.start, stats.negative, stats.total)
             if step.alert or step.escalated:
@@ -76,6 +82,20 @@ class SpikeMonitor:
                 # Its whole baseline is empty: a fresh detector would behave the same.
                 del self.detectors[key], self.idle[key]
         return alerts
+
+    def _make_room(self, bucket: ClosedBucket) -> bool:
+        """Below ``max_keys`` detectors, or after forgetting the key quiet for longest (never one
+        in an incident or with events in this bucket): bounded memory and snapshot size whatever
+        the stream names."""
+        if len(self.detectors) < self.config.max_keys:
+            return True
+        idle = [(n, k) for k, n in self.idle.items()
+                if k in self.detectors and k not in bucket.stats and not self.detectors[k].active]
+        if not idle:
+            return False
+        _, victim = max(idle)
+        del self.detectors[victim], self.idle[victim]
+        return True
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe snapshot (open buckets and every detector) to resume after a restart."""

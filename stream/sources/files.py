@@ -145,6 +145,9 @@ def read_jsonl(
             except json.JSONDecodeError as e:
                 yield FileRecord(pos, None, "not_json", f"{e.msg} at column {e.colno}")
                 continue
+            except RecursionError:  # one absurdly nested line must not end the whole file
+                yield FileRecord(pos, None, "not_json", "nesting too deep")
+                continue
             if not isinstance(obj, dict):
                 yield FileRecord(pos, None, "not_object", f"expected an object, got {type(obj).__name__}")
                 continue
@@ -166,11 +169,20 @@ def read_csv(
         if "text" not in fields:
             raise FileFormatError(f"{p}: CSV needs a header row with a 'text' column (got {fields})")
         reader.fieldnames = fields
+        # Fields may be as long as a text may be (the csv module stops at 131,072 characters);
+        # a longer one is reported for its row and the file goes on.
+        csv.field_size_limit(max(csv.field_size_limit(), max_text_chars * 2))
         try:
-            for row in reader:
-                pos = reader.line_num
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as e:
+                    yield FileRecord(reader.line_num + 1, None, "oversize", f"CSV row: {e}")
+                    continue
                 obj = {k: v for k, v in row.items() if k is not None}
-                yield _finish(obj, pos, source, name, now, max_text_chars)
+                yield _finish(obj, reader.line_num, source, name, now, max_text_chars)
         except UnicodeDecodeError as e:
             raise FileFormatError(f"{p}: not UTF-8 text: {e}") from e
 

@@ -104,3 +104,36 @@ def test_the_snapshot_holds_the_offsets_it_covers_and_a_resumed_handler_raises_t
     resumed.store_alert = stored.append
     run(recs[snap["offsets"]["0"]:], resumed)
     assert [d["id"] for d in stored] == [d["id"] for d in uninterrupted]
+
+
+def test_the_alerts_index_being_away_keeps_alerts_to_write_later_instead_of_failing():
+    from elasticsearch import ConnectionError as EsConnectionError
+
+    from consumers.alerter import AlertIndex
+
+    class FlakyEs:
+        def __init__(self):
+            self.up, self.docs, self.indices = False, {}, self
+
+        def exists(self, index):
+            if not self.up:
+                raise EsConnectionError("down")
+            return True
+
+        def index(self, index, id, document, refresh=None):
+            if not self.up:
+                raise EsConnectionError("down")
+            self.docs[id] = document
+
+    es = FlakyEs()
+    idx = AlertIndex(es, "alerts", {})
+    idx.store({"id": "a1", "status": "opened"})
+    idx.store({"id": "a1", "status": "escalated"})  # the same incident: one record kept
+    idx.store({"id": "a2", "status": "opened"})
+    assert list(idx.pending) == ["a1", "a2"] and not es.docs
+    es.up = True
+    idx.retry()  # within retry_every_s of the last failure: not tried yet
+    assert not es.docs
+    idx.retry(force=True)
+    assert es.docs == {"a1": {"id": "a1", "status": "escalated"}, "a2": {"id": "a2", "status": "opened"}}
+    assert not idx.pending

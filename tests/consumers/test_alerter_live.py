@@ -140,3 +140,41 @@ def test_a_record_dated_a_day_ahead_does_not_blind_the_alerter(isolated, es):
     assert burst_at <= datetime.fromisoformat(alerts[0]["window_start"]) <= burst_at + timedelta(minutes=3)
     assert "future-skew bound" in isolated.log_text(alerter)
     assert alerter.poll() is None, isolated.log_tail(alerter)
+
+
+@pytest.mark.reliability
+@pytest.mark.timeout(480)
+def test_elasticsearch_down_while_an_alert_fires_the_webhook_still_gets_it_and_the_index_catches_up(isolated, es):
+    from tests.support import ensure_stack_running, paused, stack_pid
+
+    rx = Receiver()
+    cfg = yaml.safe_load(isolated.config.read_text())
+    cfg["alerts"] = {"webhooks": [{"url": rx.url, "format": "json", "secret": "hook-secret"}],
+                     "snapshot_interval_s": 1.0}
+    cfg["elasticsearch"]["request_timeout_s"] = 5.0
+    isolated.config.write_text(yaml.safe_dump(cfg))
+    s = type(isolated.settings).load(isolated.config)
+    ensure_topics(s.kafka)
+    producer = KafkaProducer(bootstrap_servers=s.kafka.bootstrap, acks="all")
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=45)
+    history = list(Generator(seed=11, rate_per_s=3, duration_s=40 * 60, start=start).samples())
+    burst_at = start + timedelta(minutes=40)
+    burst = list(Generator(seed=12, rate_per_s=3, duration_s=5 * 60, start=burst_at,
+                           scenarios=["burst:TSLA@30+90x2"]).samples())
+    alerter = isolated.start("alerter", "--from-time", (start - timedelta(minutes=1)).isoformat())
+    _send(producer, s.kafka.topics.events, history)
+    end = topic_end_total(s.kafka.bootstrap, s.kafka.topics.events)
+    wait_until(lambda: _committed_total(s.kafka.bootstrap, s.kafka.alerter_group) >= end, HANG_GUARD_S,
+               what="the alerter to read the history")
+    try:
+        with paused(stack_pid("elasticsearch")):
+            _send(producer, s.kafka.topics.events, burst)
+            wait_until(lambda: rx.requests, HANG_GUARD_S, what="the webhook call while Elasticsearch is down")
+            assert alerter.poll() is None, isolated.log_tail(alerter)
+    finally:
+        ensure_stack_running()
+    alerts = wait_until(lambda: _tsla_alerts(es, s.elasticsearch.alerts_index), HANG_GUARD_S,
+                        what="the alert in the index once Elasticsearch is back")
+    assert {json.loads(b)["id"] for _, b in rx.requests if json.loads(b)["key"] == "ticker:TSLA"} == {alerts[0]["id"]}
+    assert alerter.poll() is None, isolated.log_tail(alerter)
+    rx.close()

@@ -149,3 +149,35 @@ def test_text_from_posts_cannot_become_slack_mentions_links_or_reversed_words(re
     assert "<!channel>" not in everything and "<!here>" not in everything and "<https://" not in everything
     assert "&lt;!channel&gt; Tesla recalls &lt;https://evil.example|Open dashboard&gt; &amp; more slaeT" in everything
     assert "\u202e" not in everything and "\u202c" not in everything
+
+
+def test_a_receiver_s_retry_after_is_honoured_and_the_retries_stop_at_the_time_budget(receivers):
+    import http.server
+
+    calls = []
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            calls.append(time.monotonic())
+            self.send_response(429)
+            self.send_header("Retry-After", "1")
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    attempts = []
+    try:
+        d = WebhookDispatcher([WebhookEndpoint(url=f"http://127.0.0.1:{server.server_port}/h", retry_budget_s=2.5)],
+                              "k", on_attempt=attempts.append, base_backoff_s=0.01)
+        d.submit(ALERT)
+        assert d.drain(HANG_GUARD_S)
+        d.close()
+    finally:
+        server.shutdown()
+    gaps = [b - a for a, b in zip(calls, calls[1:])]
+    assert gaps and all(g >= 0.95 for g in gaps), gaps  # never sooner than the receiver asked
+    assert attempts[-1].status == "gave_up" and len(calls) <= 3  # 2.5 s budget, 1 s apart

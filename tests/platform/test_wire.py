@@ -123,3 +123,13 @@ def test_deadletter_base64_for_invalid_utf8():
     assert dl["original_encoding"] == "base64"
     assert base64.b64decode(dl["original"]) == original
     assert dl["rejected_at"] == "2024-05-01T00:00:00Z"
+
+
+def test_a_huge_binary_key_is_replaced_by_its_hash_so_the_dead_letter_still_fits_a_kafka_message():
+    key = bytes(range(256)) * 1600  # 400 kB, not UTF-8
+    rec = InRecord(b"\xff" * 400_000, key, "raw", 0, 9)
+    out = wire.encode_deadletter(rec, Rejection("oversize", "record is 400000 bytes"), "worker", "deadletter")
+    body = json.loads(out.value)
+    assert len(out.key) + len(out.value) < 600_000  # Kafka's default limit is 1,000,000
+    assert out.key.startswith(b"sha256:") and body["key"] is None and body["key_size"] == len(key)
+    assert body["original_truncated"] and body["original_size"] == 400_000

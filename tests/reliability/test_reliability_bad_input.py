@@ -111,6 +111,9 @@ def corpus() -> list[tuple[str, bytes | None, bytes | None, tuple[str, str]]]:
         ok("many_unknown_fields"))
     add("huge_kafka_key", j(event("huge_kafka_key")), ok("huge_kafka_key"), key=b"K" * 100_000)
     add("binary_kafka_key", j(event("binary_kafka_key")), ok("binary_kafka_key"), key=b"\xff\x00\xfe")
+    # Its dead letter used to copy the key into both key and value: 2.6 MB, refused by the producer,
+    # and the record was lost. The key is now replaced by its hash in the dead letter.
+    add("huge_binary_key_and_junk", b"\xfe" * 400_000, ("dead", "oversize"), key=bytes(range(256)) * 1600)
     add("id_multibyte_at_limit", j(event("id_multibyte_at_limit", id="\u00e9" * 128)), (LABELED, "\u00e9" * 128))
     add("one_long_token", j(event("one_long_token", text="Apple" + "a" * 15_000)), ok("one_long_token"))
     add("future_timestamp", j(event("future_timestamp", published_at="2999-12-31T23:59:59Z")), ("dead", "future_dated"))
@@ -199,6 +202,7 @@ def test_every_kind_of_bad_input_is_labeled_or_deadlettered_with_its_reason_and_
     assert dead["one_mb_text"]["original_size"] > 1_000_000 and dead["one_mb_text"]["original_truncated"]
     assert "original_truncated" not in dead["text_over_limit"]
     assert dead["plain_text"]["original"] == "this is not json"
+    assert dead["huge_binary_key_and_junk"]["key_size"] == 409_600 and dead["huge_binary_key_and_junk"]["key"] is None
 
     # what the labeled odd records look like once stored
     assert docs["odd-html_markup"]["text"] == "Tesla shares plunge & recall"

@@ -139,3 +139,20 @@ def test_broken_xml_is_a_clear_error(tmp_path):
     p.write_text("<html><body/></html>")
     with pytest.raises(FileFormatError, match="RSS"):
         list(read_records(p, "news"))
+
+
+def test_one_absurdly_nested_jsonl_line_is_reported_and_the_rest_of_the_file_is_read(tmp_path):
+    p = tmp_path / "a.jsonl"
+    p.write_text(json.dumps({"text": "one"}) + "\n" + "[" * 100_000 + "]" * 100_000 + "\n"
+                 + json.dumps({"text": "three"}) + "\n")
+    out = list(read_records(p, "news"))
+    assert [(r.line, r.reason) for r in out] == [(1, None), (2, "not_json"), (3, None)]
+    assert out[1].detail == "nesting too deep"
+
+
+def test_a_csv_field_beyond_the_csv_module_limit_is_reported_for_its_row_and_the_rest_is_read(tmp_path):
+    p = tmp_path / "a.csv"
+    p.write_text('text,title\nfirst,a\n"' + "x" * 300_000 + '",b\nthird,c\n')
+    out = list(read_records(p, "news"))
+    assert [(r.line, r.reason) for r in out] == [(2, None), (3, "oversize"), (4, None)]
+    assert [r.event.text for r in out if r.event] == ["first", "third"]

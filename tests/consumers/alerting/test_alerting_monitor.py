@@ -122,3 +122,24 @@ def test_quiet_keys_are_forgotten_after_a_full_baseline_without_events(make_even
     mon.observe(make_event("b", 30 * 60, tickers=[("AAPL", 1.0)]))
     mon.advance(START + 31 * 60 + 30)
     assert "ticker:XYZ" not in mon.detectors and "ticker:AAPL" in mon.detectors
+
+
+def test_one_post_full_of_cashtags_counts_toward_its_most_relevant_tickers_only(make_event):
+    cfg = CFG.with_(max_tickers_per_event=10)
+    mon = SpikeMonitor(cfg)
+    tickers = [(f"T{i:04d}", 0.5) for i in range(3000)] + [("AAPL", 1.0)]
+    mon.observe(make_event("spam", 0, tickers=tickers))
+    mon.advance(START + 3600)
+    keys = {k for k in mon.detectors if k.startswith("ticker:")}
+    assert len(keys) == 10 and "ticker:AAPL" in keys
+    assert len(json.dumps(mon.to_dict())) < 200_000
+
+
+def test_live_keys_are_capped_by_forgetting_the_longest_quiet_one(make_event):
+    mon = SpikeMonitor(CFG.with_(max_keys=5))
+    for i, sym in enumerate(["A", "B", "C", "D", "E", "F"]):  # one new ticker a minute
+        mon.observe(make_event(f"e{i}", i * 60, tickers=[(sym, 1.0)]))
+    mon.advance(START + 10 * 60)
+    assert len(mon.detectors) == 5
+    # market and topic keys are busy every minute; the early, now quiet tickers made room
+    assert "market" in mon.detectors and "ticker:F" in mon.detectors and "ticker:A" not in mon.detectors
