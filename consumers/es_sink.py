@@ -69,6 +69,7 @@ class EsSinkHandler:
         if self._actions:
             self._ensure_template()
             self._write(self._actions)
+            self._remove_other_copies(self._actions)
             self._actions = []
         self.deadletters.flush()  # dead letters delivered before the offsets move on
 
@@ -93,6 +94,34 @@ class EsSinkHandler:
             mid = len(actions) // 2
             self._write(actions[:mid])
             self._write(actions[mid:])
+
+    def _remove_other_copies(self, actions: list[tuple[InRecord, dict, dict]]) -> None:
+        """An event is stored once under the alias: the index is picked by its publication day, so a
+        re-sent event whose time moved to another day would otherwise stay in both day indices. The
+        copy under the newest write wins; older copies elsewhere are found (one ids-only search per
+        index written) and deleted (search + bulk delete: delete-by-query is a module not every
+        Elasticsearch has)."""
+        by_index: dict[str, list[str]] = {}
+        for _, meta, _doc in actions:
+            by_index.setdefault(meta["index"]["_index"], []).append(meta["index"]["_id"])
+        alias = self.s.elasticsearch.index_prefix
+        backoff = 0.2
+        for index, ids in by_index.items():
+            query = {"bool": {"filter": [{"ids": {"values": ids}}], "must_not": [{"term": {"_index": index}}]}}
+            while True:
+                try:
+                    hits = self.es.search(index=alias, query=query, source=False, size=len(ids))["hits"]["hits"]
+                    if hits:
+                        body = [{"delete": {"_index": h["_index"], "_id": h["_id"]}} for h in hits]
+                        self.es.bulk(operations=body, refresh=False)
+                        log.info("removed %d older copies of re-sent events", len(hits))
+                    break
+                except TransportError as exc:  # ES away: the documents are written, the cleanup waits
+                    log.warning("removing older copies failed (%s); retrying in %.1fs", type(exc).__name__, backoff)
+                    backoff = self._pause(backoff)
+                except ApiError as exc:
+                    log.warning("older copies of %d events not removed: %s", len(ids), exc)
+                    break
 
     def _bulk_until_acknowledged(self, actions: list[tuple[InRecord, dict, dict]]) -> None:
         backoff = 0.2

@@ -109,37 +109,54 @@ def _committed_total(bootstrap: str, group: str) -> int:
         admin.close()
 
 
+class Scene:
+    """A running alerter that has read 40 quiet minutes (ending 5 minutes ago), and the 5 minutes
+    after them holding a negative burst about TSLA, not sent yet."""
+
+    def __init__(self, isolated, alerts: dict, es_timeout_s: float | None = None):
+        cfg = yaml.safe_load(isolated.config.read_text())
+        cfg["alerts"] = {**alerts, "snapshot_interval_s": 1.0}
+        if es_timeout_s is not None:
+            cfg["elasticsearch"]["request_timeout_s"] = es_timeout_s
+        isolated.config.write_text(yaml.safe_dump(cfg))
+        self.s = s = type(isolated.settings).load(isolated.config)
+        ensure_topics(s.kafka)
+        self.producer = KafkaProducer(bootstrap_servers=s.kafka.bootstrap, acks="all")
+        start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=45)
+        self.history = list(Generator(seed=11, rate_per_s=3, duration_s=40 * 60, start=start).samples())
+        self.burst_at = start + timedelta(minutes=40)
+        self.burst = list(Generator(seed=12, rate_per_s=3, duration_s=5 * 60, start=self.burst_at,
+                                    scenarios=["burst:TSLA@30+90x2"]).samples())
+        self.alerter = isolated.start("alerter", "--from-time", (start - timedelta(minutes=1)).isoformat())
+        _send(self.producer, s.kafka.topics.events, self.history)
+
+    def wait_read(self, what: str) -> None:
+        """Until the alerter has read (and snapshotted) everything sent so far."""
+        end = topic_end_total(self.s.kafka.bootstrap, self.s.kafka.topics.events)
+        wait_until(lambda: _committed_total(self.s.kafka.bootstrap, self.s.kafka.alerter_group) >= end,
+                   HANG_GUARD_S, what=what)
+
+    def send_burst(self) -> None:
+        _send(self.producer, self.s.kafka.topics.events, self.burst)
+
+
 def test_a_record_dated_a_day_ahead_does_not_blind_the_alerter(isolated, es):
     # Once caught up, event time follows the newest event: a record dated +1 day used to close a day
     # of buckets, so the burst after it was dropped as late and raised nothing.
-    cfg = yaml.safe_load(isolated.config.read_text())
-    cfg["alerts"] = {"snapshot_interval_s": 1.0}
-    isolated.config.write_text(yaml.safe_dump(cfg))
-    s = type(isolated.settings).load(isolated.config)
-    ensure_topics(s.kafka)
-    producer = KafkaProducer(bootstrap_servers=s.kafka.bootstrap, acks="all")
-    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=45)
-    history = list(Generator(seed=11, rate_per_s=3, duration_s=40 * 60, start=start).samples())
-    burst_at = start + timedelta(minutes=40)
-    burst = list(Generator(seed=12, rate_per_s=3, duration_s=5 * 60, start=burst_at,
-                           scenarios=["burst:TSLA@30+90x2"]).samples())
-    alerter = isolated.start("alerter", "--from-time", (start - timedelta(minutes=1)).isoformat())
-    _send(producer, s.kafka.topics.events, history)
-    ahead = labeled_from_truth(history[-1]).model_copy(update={
+    scene = Scene(isolated, {})
+    s = scene.s
+    ahead = labeled_from_truth(scene.history[-1]).model_copy(update={
         "id": "from-the-future", "published_at": datetime.now(timezone.utc) + timedelta(days=1)})
-    producer.send(s.kafka.topics.events, key=ahead.doc_id.encode(), value=ahead.model_dump_json().encode())
-    producer.flush()
-    # The alerter has read (and snapshotted) everything up to the future-dated record before the burst.
-    end = topic_end_total(s.kafka.bootstrap, s.kafka.topics.events)
-    wait_until(lambda: _committed_total(s.kafka.bootstrap, s.kafka.alerter_group) >= end, HANG_GUARD_S,
-               what="the alerter to read the future-dated record")
-    _send(producer, s.kafka.topics.events, burst)
+    scene.producer.send(s.kafka.topics.events, key=ahead.doc_id.encode(), value=ahead.model_dump_json().encode())
+    scene.producer.flush()
+    scene.wait_read("the alerter to read the future-dated record")
+    scene.send_burst()
 
     alerts = wait_until(lambda: _tsla_alerts(es, s.elasticsearch.alerts_index), HANG_GUARD_S,
                         what="the burst's alert despite the future-dated record")
-    assert burst_at <= datetime.fromisoformat(alerts[0]["window_start"]) <= burst_at + timedelta(minutes=3)
-    assert "future-skew bound" in isolated.log_text(alerter)
-    assert alerter.poll() is None, isolated.log_tail(alerter)
+    assert scene.burst_at <= datetime.fromisoformat(alerts[0]["window_start"]) <= scene.burst_at + timedelta(minutes=3)
+    assert "future-skew bound" in isolated.log_text(scene.alerter)
+    assert scene.alerter.poll() is None, isolated.log_tail(scene.alerter)
 
 
 @pytest.mark.reliability
@@ -148,27 +165,13 @@ def test_elasticsearch_down_while_an_alert_fires_the_webhook_still_gets_it_and_t
     from tests.support import ensure_stack_running, paused, stack_pid
 
     rx = Receiver()
-    cfg = yaml.safe_load(isolated.config.read_text())
-    cfg["alerts"] = {"webhooks": [{"url": rx.url, "format": "json", "secret": "hook-secret"}],
-                     "snapshot_interval_s": 1.0}
-    cfg["elasticsearch"]["request_timeout_s"] = 5.0
-    isolated.config.write_text(yaml.safe_dump(cfg))
-    s = type(isolated.settings).load(isolated.config)
-    ensure_topics(s.kafka)
-    producer = KafkaProducer(bootstrap_servers=s.kafka.bootstrap, acks="all")
-    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=45)
-    history = list(Generator(seed=11, rate_per_s=3, duration_s=40 * 60, start=start).samples())
-    burst_at = start + timedelta(minutes=40)
-    burst = list(Generator(seed=12, rate_per_s=3, duration_s=5 * 60, start=burst_at,
-                           scenarios=["burst:TSLA@30+90x2"]).samples())
-    alerter = isolated.start("alerter", "--from-time", (start - timedelta(minutes=1)).isoformat())
-    _send(producer, s.kafka.topics.events, history)
-    end = topic_end_total(s.kafka.bootstrap, s.kafka.topics.events)
-    wait_until(lambda: _committed_total(s.kafka.bootstrap, s.kafka.alerter_group) >= end, HANG_GUARD_S,
-               what="the alerter to read the history")
+    scene = Scene(isolated, {"webhooks": [{"url": rx.url, "format": "json", "secret": "hook-secret"}]},
+                  es_timeout_s=5.0)
+    s, alerter = scene.s, scene.alerter
+    scene.wait_read("the alerter to read the history")
     try:
         with paused(stack_pid("elasticsearch")):
-            _send(producer, s.kafka.topics.events, burst)
+            scene.send_burst()
             wait_until(lambda: rx.requests, HANG_GUARD_S, what="the webhook call while Elasticsearch is down")
             assert alerter.poll() is None, isolated.log_tail(alerter)
     finally:

@@ -3,7 +3,7 @@ in-memory sink, documents into an in-memory bulk endpoint that answers like Elas
 (per-item statuses). The real-stack behaviour (outages, restarts) is in tests/reliability."""
 import json
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -43,7 +43,16 @@ class MemoryBulk:
     def put_index_template(self, **kw):
         self.template = kw
 
+    def search(self, index, query, source=False, size=10):
+        ids = set(query["bool"]["filter"][0]["ids"]["values"])
+        keep = query["bool"]["must_not"][0]["term"]["_index"]
+        return {"hits": {"hits": [{"_index": i, "_id": d} for (i, d) in self.docs if d in ids and i != keep][:size]}}
+
     def bulk(self, operations, refresh=False):
+        if all("delete" in op for op in operations):
+            for op in operations:
+                self.docs.pop((op["delete"]["_index"], op["delete"]["_id"]), None)
+            return {"items": [{"delete": {"status": 200}} for _ in operations]}
         self.requests += 1
         if any(m["index"]["_id"] in self.refuse_whole for m in operations[::2]):
             raise api_error(400)
@@ -158,3 +167,13 @@ def test_events_published_long_ago_go_to_the_archive_index():
     old = event(9).model_copy(update={"published_at": datetime(2001, 9, 11, tzinfo=timezone.utc)})
     run([record(wire.encode_labeled(old, "events"), 0)], es)
     assert set(es.docs) == {("marketpulse-events-archive", "social:e9")}
+
+
+def test_an_event_re_sent_with_its_time_on_another_day_is_stored_once():
+    es = MemoryBulk()
+    first = event(1)
+    moved = first.model_copy(update={"published_at": first.published_at - timedelta(days=1), "text": "corrected"})
+    run([record(wire.encode_labeled(first, "events"), 0), record(wire.encode_labeled(moved, "events"), 1)],
+        es, batch=1)
+    assert list(es.docs) == [(f"marketpulse-events-{moved.published_at:%Y.%m.%d}", "social:e1")]
+    assert next(iter(es.docs.values()))["text"] == "corrected"
