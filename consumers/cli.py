@@ -50,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("alerter")
     def alerter(
-        group: str | None = typer.Option(None, help="consumer group / state key [settings: kafka.alerter_group]"),
+        group: str | None = typer.Option(None, help="consumer group / state key (default: settings kafka.alerter_group)"),
         from_time: str | None = typer.Option(None, help="ISO time to start from when the group has no saved state"),
         config: Path | None = ConfigOpt,
     ) -> None:
@@ -115,9 +115,9 @@ def register(app: typer.Typer) -> None:
         speed: str = typer.Option("max", help="'max' or a factor such as '10x' (event time vs wall clock)"),
         rescore: bool = typer.Option(False, "--rescore", help="re-classify the texts with the current model"),
         alert_config: list[str] = typer.Option([], "--alert-config", help="YAML with an 'alerts:' section, or "
-                                                "'current'; repeat to compare [default: current settings]"),
+                                                "'current'; repeat to compare (default: the current settings)"),
         report: Path | None = typer.Option(None, "--report", help="directory for report.md and plots"),
-        run_id: str | None = typer.Option(None, "--run-id", help="lower-case id [default: time + random]"),
+        run_id: str | None = typer.Option(None, "--run-id", help="lower-case id (default: time + random)"),
         topics: bool = typer.Option(True, "--topics/--no-topics", help="emerging topics in the report"),
         embedder: str = typer.Option("model", help="embeddings for emerging topics: model or tfidf"),
         config: Path | None = ConfigOpt,
