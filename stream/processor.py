@@ -17,6 +17,7 @@ from marketpulse import metrics
 from stream.enrich.novelty import NoveltyIndex
 from stream.enrich.pipeline import EnrichError, Enricher
 from marketpulse import metrics, wire
+from marketpulse.event_clock import EventClock
 from marketpulse.wire import InRecord, OutRecord, Rejection
 from stream.validate import validate_record
 
@@ -45,6 +46,7 @@ class BatchProcessor:
         self.enricher = enricher or Enricher(
             settings.pseudonym_key.get_secret_value(), NoveltyIndex())
         self.explain = settings.model.explain_negative
+        self.clock = EventClock(settings.alerts.allowed_lateness_s, settings.event_time.max_future_skew_s)
 
     def process(self, records: Sequence[InRecord]) -> BatchResult:
         t0 = time.perf_counter()
@@ -56,13 +58,13 @@ class BatchProcessor:
             if isinstance(checked, Rejection):
                 self._deadletter(result, rec, checked)
                 continue
-            ahead = checked.published_at.timestamp() - time.time()
-            if ahead > self.settings.event_time.max_future_skew_s:
+            if not self.clock.admits(checked.published_at.timestamp()):
                 # Downstream, event time would jump ahead with it and close the windows that every
-                # real event after it falls into.
+                # real event after it falls into: the same bound the alerter's clock applies.
+                ahead = checked.published_at.timestamp() - time.time()
                 self._deadletter(result, rec, Rejection(
                     "future_dated", f"published_at is {ahead:.0f} s ahead of the worker's clock "
-                                    f"(event_time.max_future_skew_s = {self.settings.event_time.max_future_skew_s})"))
+                                    f"(event_time.max_future_skew_s = {self.clock.max_future_skew_s:.0f})"))
                 continue
             try:
                 enriched = self.enricher.enrich(checked)
