@@ -1,4 +1,4 @@
-"""The live alerter: labeled events -> SpikeMonitor -> alerts topic, alerts index, webhooks.
+"""The live alerter: labeled events -> SpikeMonitor -> alerts topic (-> webhooks), alerts index.
 
 One alerter per consumer group reads every partition of the events topic (the market key spans
 them all), so it assigns partitions itself instead of joining a rebalancing group. It runs on the
@@ -11,8 +11,9 @@ Event time comes from the shared ``EventClock``: the slowest partition with a ba
 catching up, events dated beyond the future-skew bound skipped (they would close every window a
 real event falls into), and time moving on with the wall clock when the stream is quiet.
 
-Alert ids are deterministic (key + incident start): re-delivered alerts overwrite in Elasticsearch
-and carry the same Idempotency-Key to webhooks.
+Alert ids are deterministic (key + incident start): re-delivered alerts overwrite in Elasticsearch.
+The alerts topic is the webhooks' outbox (``consumers.webhook_outbox``): their delivery loops run
+on threads of this process, each committing an alert only once it is delivered or given up.
 """
 from __future__ import annotations
 
@@ -24,12 +25,12 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from elasticsearch import ApiError, Elasticsearch, TransportError
+from elasticsearch import Elasticsearch
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from consumers.alerting import DetectorConfig, SpikeMonitor
-from consumers.es_index import ALERT_MAPPINGS, DELIVERY_MAPPINGS, ensure_index
-from consumers.webhooks import Attempt, WebhookDispatcher
+from consumers.es_index import ALERT_MAPPINGS, IndexCopy
+from consumers.webhook_outbox import WebhookOutbox
 from marketpulse import metrics, wire
 from marketpulse.consumer_loop import ConsumerLoop, KafkaSink, KafkaSource, Sink
 from marketpulse.event_clock import EventClock
@@ -52,11 +53,11 @@ class AlerterSource(Protocol):
 
 
 class AlertHandler:
-    """The alerter's work per poll, with its outputs injected (Kafka + Elasticsearch + webhooks in
-    the process; in-memory ones in tests)."""
+    """The alerter's work per poll, with its outputs injected (Kafka + Elasticsearch in the process;
+    in-memory ones in tests)."""
 
     def __init__(self, settings: Settings, out: Sink, *, store_alert: Callable[[dict[str, Any]], None],
-                 notify: Callable[[dict[str, Any]], None], group_id: str | None = None,
+                 group_id: str | None = None,
                  monitor: SpikeMonitor | None = None, clock: EventClock | None = None):
         self.s = settings
         a = settings.alerts
@@ -65,7 +66,7 @@ class AlertHandler:
         self.monitor = monitor or SpikeMonitor(self.config)
         self.clock = clock or EventClock(a.allowed_lateness_s, settings.event_time.max_future_skew_s)
         self.out = out
-        self.store_alert, self.notify = store_alert, notify
+        self.store_alert = store_alert
         self._last_snapshot = time.monotonic()
 
     # -- the loop's steps ---------------------------------------------------------------------------
@@ -114,60 +115,19 @@ class AlertHandler:
     # -- outputs ------------------------------------------------------------------------------------
     def _publish(self, alert: Alert) -> dict[str, Any]:
         doc = wire.alert_document(alert, fired_at=datetime.now(timezone.utc))
-        self.out.send(wire.encode_alert(doc, self.s.kafka.topics.alerts))
-        self.notify(doc)  # the analysts first: the index copy may wait for Elasticsearch
-        self.store_alert(doc)
+        self.out.send(wire.encode_alert(doc, self.s.kafka.topics.alerts))  # and so to the webhooks
+        self.store_alert(doc)  # may wait for Elasticsearch: the topic does not
         metrics.ALERTS.labels(alert.key_type, alert.severity).inc()
         log.warning("ALERT %s %s %s observed %.1f expected %.1f score %.1f", alert.severity, alert.status,
                     alert.key, alert.observed, alert.expected, alert.score)
         return doc
 
 
-class AlertIndex:
-    """The alerts index as a best-effort copy: Elasticsearch being away must not stop alerts from
-    reaching Kafka and the webhooks. A document that could not be written is kept (bounded) and
-    written again before the next one; ids are deterministic, so a late write overwrites."""
-
-    def __init__(self, es: Any, index: str, mappings: dict, max_pending: int = 10_000, retry_every_s: float = 5.0):
-        self.es, self.index, self.mappings = es, index, mappings
-        self.max_pending, self.retry_every_s = max_pending, retry_every_s
-        self.pending: dict[str, dict[str, Any]] = {}
-        self._ready = False
-        self._failed_at: float | None = None
-
-    def store(self, doc: dict[str, Any]) -> None:
-        self.pending[doc["id"]] = doc  # an escalation replaces its opening: one record per incident
-        while len(self.pending) > self.max_pending:
-            dropped = next(iter(self.pending))
-            log.error("alerts index unreachable for long: alert %s not kept for it (it is on the topic)", dropped)
-            del self.pending[dropped]
-        self.retry()
-
-    def retry(self, force: bool = False) -> None:
-        """Writes what is pending; after a failure, not again for ``retry_every_s`` (each attempt
-        can wait for a request timeout, and the alerter has events to read meanwhile)."""
-        if not force and self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_every_s:
-            return
-        try:
-            if not self._ready:
-                ensure_index(self.es, self.index, self.mappings)
-                self._ready = True
-            while self.pending:
-                alert_id, doc = next(iter(self.pending.items()))
-                self.es.index(index=self.index, id=alert_id, document=doc, refresh="wait_for")
-                del self.pending[alert_id]
-            self._failed_at = None
-        except (TransportError, ApiError) as exc:
-            self._failed_at = time.monotonic()
-            log.warning("alerts index not written (%s); %d alert(s) kept to write again", type(exc).__name__,
-                        len(self.pending))
-
-
 class _LoopAdapter:
     """AlertHandler on the consumer loop: the lagging partitions for the watermark, and a snapshot
     (when due) as the commit."""
 
-    def __init__(self, handler: AlertHandler, source: AlerterSource, index: AlertIndex | None = None):
+    def __init__(self, handler: AlertHandler, source: AlerterSource, index: IndexCopy | None = None):
         self.handler, self.source, self.index = handler, source, index
 
     def handle(self, records: list[InRecord]) -> None:
@@ -210,15 +170,14 @@ class Alerter:
                                       auto_offset_reset="earliest", max_poll_records=2000)
         self.producer = KafkaProducer(bootstrap_servers=k.bootstrap, acks="all", linger_ms=5,
                                       compression_type="gzip", max_request_size=32 * 1024 * 1024)
-        self.alert_index = AlertIndex(self.es, settings.elasticsearch.alerts_index, ALERT_MAPPINGS)
+        # Alerts are found by id in the index right after they fire (dashboards, tests): wait_for.
+        self.alert_index = IndexCopy(self.es, settings.elasticsearch.alerts_index, ALERT_MAPPINGS, refresh="wait_for")
         self.sink = KafkaSink(self.producer)
-        self._deliveries_ready = False
-        self.webhooks = WebhookDispatcher(settings.alerts.webhooks,
-                                          settings.alerts.webhook_secret.get_secret_value(),
-                                          on_attempt=self._log_attempt)
-        self.handler = AlertHandler(settings, self.sink, store_alert=self.alert_index.store,
-                                    notify=self.webhooks.submit, group_id=self.group_id)
+        self.handler = AlertHandler(settings, self.sink, store_alert=lambda doc: self.alert_index.store(doc["id"], doc),
+                                    group_id=self.group_id)
         self.source = _AssignedSource(self.consumer)
+        self.stop = threading.Event()
+        self.outbox: WebhookOutbox | None = None
         self.alert_index.retry()  # creates the index now if Elasticsearch is there
 
     # -- start: snapshot or rebuild ---------------------------------------------------------------
@@ -275,29 +234,23 @@ class Alerter:
         finally:
             reader.close()
 
-    # -- outputs ----------------------------------------------------------------------------------
-    def _log_attempt(self, a: Attempt) -> None:
-        doc: dict[str, Any] = a.as_dict()
-        self.sink.send(OutRecord(self.s.kafka.topics.webhook_deliveries, a.delivery_id.encode(),
-                                 json.dumps(doc).encode()))
-        if not self._deliveries_ready:
-            ensure_index(self.es, self.s.elasticsearch.deliveries_index, DELIVERY_MAPPINGS)
-            self._deliveries_ready = True
-        self.es.index(index=self.s.elasticsearch.deliveries_index, id=f"{a.delivery_id}:{a.attempt}",
-                      document=doc)
-
     # -- lifecycle --------------------------------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> None:
-        stop = stop or threading.Event()
+        self.stop = stop or self.stop
+        self.outbox = WebhookOutbox(self.s, self.group_id, self.producer, self.es, self.stop)
+        self.outbox.start()  # before any alert: a new endpoint's position is the end of the topic now
         self.start()
         try:
-            ConsumerLoop(self.source, _LoopAdapter(self.handler, self.source, self.alert_index), name="alerter").run(stop)
+            ConsumerLoop(self.source, _LoopAdapter(self.handler, self.source, self.alert_index),
+                         name="alerter").run(self.stop)
         finally:
             self.close()
 
     def close(self) -> None:
+        self.stop.set()
         self.handler.checkpoint(self.source)
-        self.webhooks.close(timeout=10)
+        if self.outbox is not None:
+            self.outbox.close(timeout=10)
         self.producer.flush()
         self.producer.close()
         self.consumer.close()

@@ -1,11 +1,17 @@
-"""Elasticsearch layout for labeled events: composable template, daily indices behind an alias."""
+"""Elasticsearch layout: labeled events in daily indices behind an alias (composable template), and
+single indices (alerts, webhook attempts) kept as best-effort copies of their Kafka topics."""
 from __future__ import annotations
 
+import logging
+import time
 from datetime import datetime, timezone
+from typing import Any
 
-from elasticsearch import Elasticsearch
+from elasticsearch import ApiError, Elasticsearch, TransportError
 
 from marketpulse.settings import ElasticsearchSettings
+
+log = logging.getLogger(__name__)
 
 EVENT_MAPPINGS: dict = {
     "dynamic": "strict",
@@ -103,3 +109,46 @@ def ensure_index(es: Elasticsearch, name: str, mappings: dict) -> None:
     if not es.indices.exists(index=name):
         es.options(ignore_status=400).indices.create(
             index=name, mappings=mappings, settings={"number_of_shards": 1, "number_of_replicas": 0})
+
+
+class IndexCopy:
+    """A single index kept as a best-effort copy of what is on a Kafka topic (alerts, webhook
+    attempts): Elasticsearch being away must not stop what the copy describes. A document that
+    could not be written is kept (bounded) and written again before the next one; ids are
+    deterministic, so a late write overwrites."""
+
+    def __init__(self, es: Any, index: str, mappings: dict, max_pending: int = 10_000, retry_every_s: float = 5.0,
+                 refresh: str | None = None):
+        self.es, self.index, self.mappings = es, index, mappings
+        self.max_pending, self.retry_every_s, self.refresh = max_pending, retry_every_s, refresh
+        self.pending: dict[str, dict[str, Any]] = {}
+        self._ready = False
+        self._failed_at: float | None = None
+
+    def store(self, doc_id: str, doc: dict[str, Any]) -> None:
+        self.pending.pop(doc_id, None)
+        self.pending[doc_id] = doc  # the newest version of an id wins (an escalation replaces its opening)
+        while len(self.pending) > self.max_pending:
+            dropped = next(iter(self.pending))
+            log.error("index %s unreachable for long: %s not kept for it (it is on the topic)", self.index, dropped)
+            del self.pending[dropped]
+        self.retry()
+
+    def retry(self, force: bool = False) -> None:
+        """Writes what is pending; after a failure, not again for ``retry_every_s`` (each attempt
+        can wait for a request timeout, and the caller has other work meanwhile)."""
+        if not force and self._failed_at is not None and time.monotonic() - self._failed_at < self.retry_every_s:
+            return
+        try:
+            if not self._ready:
+                ensure_index(self.es, self.index, self.mappings)
+                self._ready = True
+            while self.pending:
+                doc_id, doc = next(iter(self.pending.items()))
+                self.es.index(index=self.index, id=doc_id, document=doc, refresh=self.refresh)
+                del self.pending[doc_id]
+            self._failed_at = None
+        except (TransportError, ApiError) as exc:
+            self._failed_at = time.monotonic()
+            log.warning("index %s not written (%s); %d document(s) kept to write again", self.index,
+                        type(exc).__name__, len(self.pending))

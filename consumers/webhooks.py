@@ -1,11 +1,15 @@
-"""Alert delivery to analysts' webhooks: signed, retried with backoff + jitter, never blocking.
+"""Alert delivery to one analyst webhook: signed, retried with backoff + full jitter until a 2xx,
+a final failure or the stop signal.
 
-Each endpoint has its own queue and thread, so a slow or dead endpoint delays only itself. Every
-attempt is reported to `on_attempt` (the alerter writes it to the delivery log).
+Delivery is synchronous here; durability and "a slow endpoint delays only itself" come from the
+outbox (``consumers.webhook_outbox``), which runs one of these per endpoint. Every attempt is
+reported to ``on_attempt`` (the delivery log).
 
-Signature: ``X-Marketpulse-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{body}")>`` with
-``X-Marketpulse-Timestamp: <unix seconds>``. Receivers recompute it over the raw body, compare in
-constant time, and reject timestamps older than a few minutes (replays).
+Signature: ``X-Marketpulse-Signature: sha256=<hex HMAC-SHA256(secret, f"{timestamp}.{delivery_id}.{body}")>``
+with ``X-Marketpulse-Timestamp: <unix seconds>`` and ``X-Marketpulse-Delivery: <delivery_id>`` (also
+sent as ``Idempotency-Key``). Receivers recompute it over the raw body, compare in constant time,
+reject timestamps older than a few minutes (replays) and ignore a delivery id they already handled
+(a retry after a lost answer). The delivery id is signed, so it cannot be swapped to defeat that.
 """
 from __future__ import annotations
 
@@ -13,18 +17,17 @@ import hashlib
 import hmac
 import json
 import logging
-import queue
 import random
 import re
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
 import httpx
 
+from marketpulse.consumer_loop import Stopped
 from marketpulse.settings import WebhookEndpoint
 
 log = logging.getLogger(__name__)
@@ -33,23 +36,30 @@ TIMESTAMP_HEADER = "X-Marketpulse-Timestamp"
 DELIVERY_HEADER = "X-Marketpulse-Delivery"
 
 
-def sign(secret: str, timestamp: int, body: bytes) -> str:
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+def sign(secret: str, timestamp: int, delivery_id: str, body: bytes) -> str:
+    mac = hmac.new(secret.encode(), f"{timestamp}.{delivery_id}.".encode() + body, hashlib.sha256)
     return f"sha256={mac.hexdigest()}"
 
 
-def verify(secret: str, timestamp: str | int, body: bytes, signature: str, tolerance_s: int = 300,
-           now: float | None = None) -> bool:
-    """Receiver-side check: right signature and a fresh timestamp."""
+def verify(secret: str, timestamp: str | int, delivery_id: str, body: bytes, signature: str,
+           tolerance_s: int = 300, now: float | None = None) -> bool:
+    """Receiver-side check: right signature over timestamp, delivery id and body, and a fresh
+    timestamp. Never raises: a forged header is refused, not a crash."""
     try:
         ts = int(timestamp)
     except (TypeError, ValueError):
         return False
     if abs((now or time.time()) - ts) > tolerance_s:
         return False
-    # Bytes, not str: compare_digest raises TypeError on non-ASCII strings, and a forged header
-    # must be refused, not crash the receiver.
-    return hmac.compare_digest(sign(secret, ts, body).encode(), str(signature).encode("utf-8", "surrogateescape"))
+    # Bytes, not str: compare_digest raises TypeError on non-ASCII strings.
+    expected = sign(secret, ts, str(delivery_id), body).encode()
+    return hmac.compare_digest(expected, str(signature).encode("utf-8", "surrogateescape"))
+
+
+def delivery_id(alert: dict, endpoint: WebhookEndpoint) -> str:
+    """One delivery per alert record and endpoint; an escalation re-sends the same alert id, so the
+    status is part of it."""
+    return f"{alert['id']}:{alert.get('status', 'opened')}:{hashlib.sha1(endpoint.url.encode()).hexdigest()[:8]}"
 
 
 # Bidirectional overrides and isolates reorder what a reader sees ("Tesla" shown, "alseT" meant).
@@ -91,108 +101,89 @@ class Attempt:
     at: str
     duration_ms: float
 
+    FINAL = ("delivered", "gave_up")
+
     def as_dict(self) -> dict:
         return dict(self.__dict__)
 
+    @property
+    def final(self) -> bool:
+        return self.status in self.FINAL
 
-class WebhookDispatcher:
-    def __init__(self, endpoints: list[WebhookEndpoint], default_secret: str,
+
+@dataclass
+class Resume:
+    """Where an earlier process left a delivery: attempts made and when the first one was."""
+
+    attempts: int = 0
+    first_at: float | None = None
+
+
+class EndpointDelivery:
+    """Delivers alerts to one endpoint, one at a time, each until a 2xx or a final failure."""
+
+    def __init__(self, endpoint: WebhookEndpoint, default_secret: str, stop: threading.Event,
                  on_attempt: Callable[[Attempt], None] = lambda a: None,
-                 base_backoff_s: float = 0.5, max_backoff_s: float = 30.0, queue_size: int = 1000):
-        self.endpoints = endpoints
-        self.default_secret = default_secret
+                 base_backoff_s: float = 0.5, max_backoff_s: float = 30.0):
+        self.ep = endpoint
+        self.secret = endpoint.secret.get_secret_value() if endpoint.secret else default_secret
+        self.stop = stop
         self.on_attempt = on_attempt
         self.base_backoff_s, self.max_backoff_s = base_backoff_s, max_backoff_s
-        self._queues = [queue.Queue(maxsize=queue_size) for _ in endpoints]
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._serve, args=(ep, q), daemon=True, name=f"webhook-{i}")
-                         for i, (ep, q) in enumerate(zip(endpoints, self._queues))]
-        for t in self._threads:
-            t.start()
+        self.client = httpx.Client(timeout=endpoint.timeout_s)
 
-    def submit(self, alert: dict) -> None:
-        """Queue an alert for every endpoint; never blocks (a full queue drops with a logged gave_up)."""
-        for ep, q in zip(self.endpoints, self._queues):
-            try:
-                q.put_nowait(alert)
-            except queue.Full:
-                self._report(Attempt(str(uuid.uuid4()), alert["id"], ep.url, 0, "gave_up", None, "queue full",
-                                     _now(), 0.0))
+    def close(self) -> None:
+        self.client.close()
 
-    def drain(self, timeout: float = 30.0) -> bool:
-        """Wait until every queued alert was delivered or given up (tests, shutdown)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if all(q.unfinished_tasks == 0 for q in self._queues):
-                return True
-            time.sleep(0.05)
-        return False
-
-    def close(self, timeout: float = 10.0) -> None:
-        self.drain(timeout)
-        self._stop.set()
-
-    def _serve(self, ep: WebhookEndpoint, q: queue.Queue) -> None:
-        with httpx.Client(timeout=ep.timeout_s) as client:
-            while not self._stop.is_set():
-                try:
-                    alert = q.get(timeout=0.2)
-                except queue.Empty:
-                    continue
-                try:
-                    self._deliver(client, ep, alert)
-                finally:
-                    q.task_done()
-
-    def _deliver(self, client: httpx.Client, ep: WebhookEndpoint, alert: dict) -> None:
-        # An escalation re-sends the same alert id: it is a delivery of its own.
-        delivery_id = f"{alert['id']}:{alert.get('status', 'opened')}:{hashlib.sha1(ep.url.encode()).hexdigest()[:8]}"
-        body = json.dumps(render(alert, ep.format), default=str).encode()
-        secret = ep.secret.get_secret_value() if ep.secret else self.default_secret
-        started = time.monotonic()
-        attempt = 0
+    def deliver(self, alert: dict, resume: Resume | None = None) -> Attempt:
+        """The final attempt (delivered or gave_up). Raises ``Stopped`` when the stop signal comes
+        while waiting to retry: the delivery is then not final, and the outbox does not commit it."""
+        did = delivery_id(alert, self.ep)
+        body = json.dumps(render(alert, self.ep.format), default=str).encode()
+        resume = resume or Resume()
+        started = resume.first_at if resume.first_at is not None else time.time()
+        attempt = resume.attempts
         while True:
             attempt += 1
             ts = int(time.time())
             headers = {"Content-Type": "application/json", TIMESTAMP_HEADER: str(ts),
-                       SIGNATURE_HEADER: sign(secret, ts, body), DELIVERY_HEADER: delivery_id,
-                       "Idempotency-Key": delivery_id}
+                       SIGNATURE_HEADER: sign(self.secret, ts, did, body), DELIVERY_HEADER: did,
+                       "Idempotency-Key": did}
             t0 = time.perf_counter()
             status: int | None = None
             error: str | None = None
             retry_after: float | None = None
             try:
-                resp = client.post(ep.url, content=body, headers=headers)
+                resp = self.client.post(self.ep.url, content=body, headers=headers)
                 status = resp.status_code
                 if resp.is_success:
-                    self._report(Attempt(delivery_id, alert["id"], ep.url, attempt, "delivered", status, None,
-                                         _now(), _ms(t0)))
-                    return
+                    return self._report(Attempt(did, alert["id"], self.ep.url, attempt, "delivered", status, None,
+                                                _now(), _ms(t0)))
                 error = f"HTTP {status}"
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
             except httpx.HTTPError as exc:
+                # A timeout is not proof the receiver did nothing: the retry carries the same
+                # delivery id, for the receiver to recognise.
                 error = f"{type(exc).__name__}: {exc}"
             # Exponential backoff with full jitter (retries from many alerters don't synchronise);
             # a receiver's Retry-After is a lower bound.
             delay = random.uniform(0, min(self.max_backoff_s, self.base_backoff_s * 2 ** (attempt - 1)))
             if retry_after is not None:
                 delay = max(delay, retry_after)
-            out_of_budget = time.monotonic() - started + delay > ep.retry_budget_s
-            final = (out_of_budget or (ep.max_attempts is not None and attempt >= ep.max_attempts)
+            out_of_budget = time.time() - started + delay > self.ep.retry_budget_s
+            final = (out_of_budget or (self.ep.max_attempts is not None and attempt >= self.ep.max_attempts)
                      or (status is not None and 400 <= status < 500 and status not in (408, 429)))
-            self._report(Attempt(delivery_id, alert["id"], ep.url, attempt, "gave_up" if final else "failed",
-                                 status, error, _now(), _ms(t0)))
+            last = self._report(Attempt(did, alert["id"], self.ep.url, attempt, "gave_up" if final else "failed",
+                                        status, error, _now(), _ms(t0)))
             if final:
-                return
-            if self._stop.wait(delay):
-                return
+                return last
+            if self.stop.wait(delay):
+                raise Stopped(f"delivery {did}")
 
-    def _report(self, a: Attempt) -> None:
+    def _report(self, a: Attempt) -> Attempt:
         log.info("webhook %s attempt %d: %s %s", a.endpoint, a.attempt, a.status, a.error or a.http_status)
-        try:
-            self.on_attempt(a)
-        except Exception:  # the delivery log must not break delivery
-            log.exception("delivery log failed")
+        self.on_attempt(a)
+        return a
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -217,4 +208,3 @@ def _now() -> str:
 
 def _ms(t0: float) -> float:
     return round((time.perf_counter() - t0) * 1000, 2)
-

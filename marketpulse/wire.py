@@ -152,6 +152,13 @@ def decode_alert(record: InRecord) -> Alert:
     return decode("alert", record.value, record.headers)
 
 
+def decode_alert_document(record: InRecord) -> dict[str, Any]:
+    """An alert as published (``alert_document``): checked against the model, returned whole, so a
+    webhook gets what the topic holds (``fired_at`` and fields this reader does not know too)."""
+    decode_alert(record)
+    return json.loads(record.value)  # decode() has read it as a JSON object already
+
+
 def schema_detail(err: ValidationError) -> str:
     parts = []
     for e in err.errors(include_url=False, include_input=False):

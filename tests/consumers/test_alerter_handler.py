@@ -47,25 +47,25 @@ def as_records(events: list[LabeledEvent]) -> list[InRecord]:
 
 
 def run(records: list[InRecord], handler: AlertHandler | None = None, batch: int = 50):
-    stored, notified, out = [], [], MemorySink()
-    handler = handler or AlertHandler(SETTINGS, out, store_alert=stored.append, notify=notified.append)
+    stored, out = [], MemorySink()
+    handler = handler or AlertHandler(SETTINGS, out, store_alert=stored.append)
     source = MemorySource(records, batch=batch)
     loop = ConsumerLoop(source, _LoopAdapter(handler, source), name="test")
     while not source.exhausted:
         loop.step()
-    return handler, source, stored, notified
+    return handler, source, stored
 
 
 def opened_keys(docs) -> set[str]:
     return {d["key"] for d in docs if d["status"] == "opened"}
 
 
-def test_a_negative_burst_is_published_to_the_topic_the_index_and_the_webhooks_alike():
-    handler, _, stored, notified = run(as_records(history()))
+def test_a_negative_burst_is_published_to_the_topic_and_the_index_alike():
+    handler, _, stored = run(as_records(history()))
     assert "ticker:AAPL" in opened_keys(stored)
     published = [wire.decode_alert(InRecord(r.value, r.key, r.topic, 0, 0, r.headers))
                  for r in handler.out.topic(SETTINGS.kafka.topics.alerts)]
-    assert [a.id for a in published] == [d["id"] for d in stored] == [d["id"] for d in notified]
+    assert [a.id for a in published] == [d["id"] for d in stored]
     aapl = next(d for d in stored if d["key"] == "ticker:AAPL")
     assert datetime.fromisoformat(aapl["window_start"]) == T0 + timedelta(minutes=100) and "fired_at" in aapl
 
@@ -74,8 +74,8 @@ def test_one_event_dated_a_day_ahead_of_the_wall_clock_does_not_blind_the_alerte
     events = history()
     future = event("from-the-future", datetime.now(timezone.utc) + timedelta(days=1), 0.9)
     with_future = events[:200] + [future] + events[200:]
-    _, _, baseline, _ = run(as_records(events))
-    _, _, stored, _ = run(as_records(with_future))
+    _, _, baseline = run(as_records(events))
+    _, _, stored = run(as_records(with_future))
     assert [d["id"] for d in stored] == [d["id"] for d in baseline] and baseline
 
 
@@ -83,14 +83,14 @@ def test_unreadable_records_are_skipped_and_do_not_stop_the_handler():
     recs = as_records(history())
     junk = [InRecord(b"{oops", b"k", "events", 0, 10**6), InRecord(recs[0].value, b"k", "events", 0, 10**6 + 1,
                                                                   ((wire.SCHEMA_HEADER, b"labeled-event/9.0"),))]
-    _, _, stored, _ = run(junk + recs)
+    _, _, stored = run(junk + recs)
     assert "ticker:AAPL" in opened_keys(stored)
 
 
 def test_the_snapshot_holds_the_offsets_it_covers_and_a_resumed_handler_raises_the_same_alerts():
     recs = as_records(history())
-    _, _, uninterrupted, _ = run(recs)
-    first = AlertHandler(SETTINGS, MemorySink(), store_alert=lambda d: None, notify=lambda d: None)
+    _, _, uninterrupted = run(recs)
+    first = AlertHandler(SETTINGS, MemorySink(), store_alert=lambda d: None)
     source = MemorySource(recs[:300], batch=50)
     loop = ConsumerLoop(source, _LoopAdapter(first, source), name="test")
     while not source.exhausted:
@@ -98,7 +98,7 @@ def test_the_snapshot_holds_the_offsets_it_covers_and_a_resumed_handler_raises_t
     first.checkpoint(source)
     snap = json.loads(first.out.topic(SETTINGS.kafka.topics.alerter_state)[-1].value)
     assert snap["offsets"] == {"0": 300} and source.committed == 300
-    resumed = AlertHandler(SETTINGS, MemorySink(), store_alert=lambda d: None, notify=lambda d: None,
+    resumed = AlertHandler(SETTINGS, MemorySink(), store_alert=lambda d: None,
                            monitor=SpikeMonitor.from_dict(snap["monitor"]))
     stored: list[dict] = []
     resumed.store_alert = stored.append
@@ -109,7 +109,7 @@ def test_the_snapshot_holds_the_offsets_it_covers_and_a_resumed_handler_raises_t
 def test_the_alerts_index_being_away_keeps_alerts_to_write_later_instead_of_failing():
     from elasticsearch import ConnectionError as EsConnectionError
 
-    from consumers.alerter import AlertIndex
+    from consumers.es_index import IndexCopy
 
     class FlakyEs:
         def __init__(self):
@@ -126,10 +126,10 @@ def test_the_alerts_index_being_away_keeps_alerts_to_write_later_instead_of_fail
             self.docs[id] = document
 
     es = FlakyEs()
-    idx = AlertIndex(es, "alerts", {})
-    idx.store({"id": "a1", "status": "opened"})
-    idx.store({"id": "a1", "status": "escalated"})  # the same incident: one record kept
-    idx.store({"id": "a2", "status": "opened"})
+    idx = IndexCopy(es, "alerts", {})
+    idx.store("a1", {"id": "a1", "status": "opened"})
+    idx.store("a1", {"id": "a1", "status": "escalated"})  # the same incident: one record kept
+    idx.store("a2", {"id": "a2", "status": "opened"})
     assert list(idx.pending) == ["a1", "a2"] and not es.docs
     es.up = True
     idx.retry()  # within retry_every_s of the last failure: not tried yet

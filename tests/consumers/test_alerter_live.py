@@ -9,7 +9,7 @@ import pytest
 import yaml
 from kafka import KafkaProducer
 
-from consumers.webhooks import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from consumers.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from stream.generate import Generator
 from marketpulse.kafka_topics import ensure_topics
 from tests.consumers.test_webhooks_delivery import Receiver
@@ -88,7 +88,7 @@ def test_burst_fires_one_signed_alert_and_state_survives_restart(isolated, es):
     tsla_calls = [(h, b) for h, b in rx.requests if json.loads(b)["key"] == "ticker:TSLA"]
     assert len({json.loads(b)["id"] for _, b in tsla_calls}) == 1
     headers, body = tsla_calls[0]
-    assert verify("hook-secret", headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
+    assert verify("hook-secret", headers[TIMESTAMP_HEADER], headers[DELIVERY_HEADER], body, headers[SIGNATURE_HEADER])
 
     # the attempt is logged after the receiver answered: wait for it rather than read it at once
     logged = wait_until(lambda: _delivery_log(es, s.elasticsearch.deliveries_index, a["id"]), HANG_GUARD_S,

@@ -124,7 +124,7 @@ def test_alert_fired_while_the_receiver_is_down_is_retried_with_backoff_and_deli
         assert {json.loads(body)["id"] for _, _, body in rx.requests} == {a["alert_id"] for a in log}
         for t, headers, body in rx.requests:
             assert t >= receiver_up_at
-            assert verify(SECRET, headers[TIMESTAMP_HEADER], body, headers[SIGNATURE_HEADER])
+            assert verify(SECRET, headers[TIMESTAMP_HEADER], headers[DELIVERY_HEADER], body, headers[SIGNATURE_HEADER])
             assert headers[DELIVERY_HEADER] in by_delivery
 
         # the alert that fired during the outage: failed attempts 1..n-1 (connection refused), then one delivery
