@@ -11,7 +11,7 @@ from datetime import datetime
 from marketpulse.schemas import RawEvent, TickerMention
 from marketpulse.text import clean_optional, clean_text, event_model_text
 from stream.enrich.novelty import NoveltyIndex
-from stream.enrich.privacy import pseudonymize_author, pseudonymize_handles, redact_pii
+from stream.enrich.privacy import pseudonymize_author, pseudonymize_handles, redact_pii, redact_url
 from stream.enrich.tickers import link_tickers
 
 
@@ -48,7 +48,7 @@ def scrub(raw: RawEvent, pseudonym_key: bytes | str) -> RawEvent:
     if not text:
         raise EnrichError(f"event {raw.id!r}: text is empty after removing HTML and whitespace")
     # model_copy skips validation; every field here only got shorter or was already valid
-    return raw.model_copy(update={"text": text, "title": title, "author": author})
+    return raw.model_copy(update={"text": text, "title": title, "author": author, "url": redact_url(raw.url)})
 
 
 class Enricher:
