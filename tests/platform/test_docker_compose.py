@@ -51,3 +51,51 @@ def test_grafana_mounts_the_repo_provisioning():
     ["docker", "compose", "version"], capture_output=True).returncode != 0, reason="docker compose not installed")
 def test_docker_compose_config_parses():
     subprocess.run(["docker", "compose", "-f", str(REPO / "docker-compose.yml"), "config", "-q"], check=True)
+
+
+# -- hardening -------------------------------------------------------------------------------------
+LONG_RUNNING = [name for name, svc in COMPOSE["services"].items() if "tools" not in svc.get("profiles", [])]
+
+
+@pytest.mark.parametrize("service", sorted(COMPOSE["services"]))
+def test_published_ports_listen_on_the_loopback_interface_only(service):
+    for port in COMPOSE["services"][service].get("ports", []):
+        assert str(port).startswith("127.0.0.1:"), f"{service} publishes {port} on every interface"
+
+
+@pytest.mark.parametrize("service", LONG_RUNNING)
+def test_long_running_services_restart_unless_stopped(service):
+    assert COMPOSE["services"][service].get("restart") == "unless-stopped"
+
+
+def test_no_password_or_key_is_written_in_the_compose_file():
+    # Every secret is interpolated from .env, and compose refuses to start without it (":?").
+    es = COMPOSE["services"]["elasticsearch"]["environment"]
+    assert es["xpack.security.enabled"] == "true"
+    secrets = {
+        "ELASTIC_PASSWORD": es["ELASTIC_PASSWORD"],
+        "GF_SECURITY_ADMIN_PASSWORD": COMPOSE["services"]["grafana"]["environment"]["GF_SECURITY_ADMIN_PASSWORD"],
+        **{k: v for k, v in COMPOSE["services"]["worker"]["environment"].items()
+           if k.endswith(("PASSWORD", "PSEUDONYM_KEY", "WEBHOOK_SECRET"))},
+    }
+    assert len(secrets) == 5
+    for name, value in secrets.items():
+        assert str(value).startswith("${") and ":?" in str(value), f"{name} = {value!r}"
+    example = (REPO / ".env.example").read_text()
+    for var in ("ELASTIC_PASSWORD", "GRAFANA_ADMIN_PASSWORD", "MARKETPULSE_PSEUDONYM_KEY", "MARKETPULSE_WEBHOOK_SECRET"):
+        assert f"\n{var}=\n" in example
+    assert ".env" in (REPO / ".gitignore").read_text().split()
+
+
+def test_the_grafana_datasources_authenticate_to_elasticsearch():
+    ds = yaml.safe_load((REPO / "dashboards/provisioning/datasources/elasticsearch.yaml").read_text())["datasources"]
+    for d in ds:
+        assert d["basicAuth"] is True and d["basicAuthUser"] == "elastic"
+        assert d["secureJsonData"]["basicAuthPassword"] == "$ELASTIC_PASSWORD"
+    assert "ELASTIC_PASSWORD" in COMPOSE["services"]["grafana"]["environment"]
+
+
+def test_the_image_runs_as_an_unprivileged_user():
+    lines = [ln.strip() for ln in (REPO / "Dockerfile").read_text().splitlines()]
+    users = [ln.split()[1] for ln in lines if ln.startswith("USER ")]
+    assert users and users[-1] not in ("root", "0")
