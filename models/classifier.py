@@ -1,5 +1,8 @@
 """The inference API used by the stream workers and `marketpulse classify`.
 
+    clf = Classifier.load()            # the committed artifact, onnx-int8 on CPU; or load(path, backend=...)
+    clf("$AAPL beats estimates")       # one plain dict; clf([...]) a list of them (same shape as the CLI's JSONL)
+
     clf = Classifier.from_settings(settings.model)
     preds = clf.predict(["$AAPL beats estimates", ...], explain=True)
     vecs = clf.embed(texts)            # (n, 384) L2-normalised
@@ -24,6 +27,7 @@ from models.backends import BACKENDS
 from models.base import load_tokenizer
 from models.batching import run_batched, softmax, tokenize
 from models.data import LabelMaps
+from models.io import model_input
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +42,9 @@ class Prediction:
     explanation: list[str] | None = field(default=None)
 
     def to_dict(self) -> dict:
+        """Plain JSON-ready dict; ``topic_scores`` as ``[{"label", "score"}, ...]`` like ``LabeledEvent``."""
         d = asdict(self)
-        d["topic_scores"] = [[label, score] for label, score in self.topic_scores]
+        d["topic_scores"] = [{"label": label, "score": score} for label, score in self.topic_scores]
         if self.explanation is None:
             d.pop("explanation")
         return d
@@ -84,6 +89,33 @@ class Classifier:
     @property
     def backend(self) -> str:
         return self._backend.name
+
+    def __repr__(self) -> str:
+        return f"Classifier(model_version={self.model_version!r}, backend={self.backend!r})"
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, backend: str = "onnx-int8", batch_size: int = 32,
+             threads: int | None = None, device: str = "auto", max_length: int = 128) -> "Classifier":
+        """Load a model artifact directory (default: the committed ``models/artifacts/default``)
+        without a settings file. ``backend``: onnx-int8 (default, CPU), onnx, torch, tensorrt or auto.
+        The derived files are built into ``models/build/`` on first use."""
+        ms = ModelSettings(device=device, max_length=max_length)
+        if path is not None:
+            if not (Path(path) / "config.json").is_file():
+                raise FileNotFoundError(f"{path}: not a model artifact (no config.json)")
+            ms = ms.model_copy(update={"artifact_dir": Path(path)})
+        return cls.from_settings(ms, backend=backend, batch_size=batch_size, threads=threads)
+
+    def __call__(self, texts: str | list[str], explain: bool = False) -> dict | list[dict]:
+        """Classify one text (returns a dict) or a list (returns a list of dicts, same order), each
+        ``{"sentiment", "sentiment_scores", "topic", "topic_scores", "model_version"}`` (+ ``explanation``
+        with ``explain=True``): the shape of `marketpulse classify`'s JSONL rows. Texts are cleaned as the
+        stream worker cleans them (markup and URLs removed) first; an empty one raises ``ValueError``."""
+        single = isinstance(texts, str)
+        batch = [texts] if single else list(texts)
+        prepared = [model_input(t) if isinstance(t, str) else t for t in batch]
+        out = [p.to_dict() for p in self.predict(prepared, explain=explain)]
+        return out[0] if single else out
 
     @classmethod
     def from_settings(cls, ms: ModelSettings, backend: str | None = None, batch_size: int = 32,

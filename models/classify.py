@@ -1,41 +1,100 @@
-"""File-to-file classification behind `marketpulse classify`."""
+"""Streaming file classification behind `marketpulse classify`: read a chunk of rows, classify it,
+write it, repeat, so memory stays flat however large the input is."""
 from __future__ import annotations
 
+import itertools
 import time
-from pathlib import Path
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from marketpulse.settings import ModelSettings
-from models.io import read_texts, row_problem, write_jsonl
+from models.io import (STDIO, Columns, DataFormat, RecordWriter, Row, model_input, open_rows,
+                       resolve_format, row_problem)
+
+CHUNK_ROWS = 512  # rows per read/classify/write step: large enough to keep batches full, small in memory
 
 
-def classify_texts(clf, texts: list[str | None], explain: bool = False, chunk: int = 4096) -> list[dict]:
-    """One output object per input, same order; unusable rows get ``{"row": i, "error": reason}``."""
-    out: list[dict | None] = [None] * len(texts)
-    good = []
-    for i, t in enumerate(texts):
-        problem = row_problem(t)
-        if problem:
-            out[i] = {"row": i, "error": f"cannot classify row {i}: {problem}"}
-        else:
-            good.append(i)
-    # Chunks bound memory on large files; each chunk is batched/sorted inside predict.
-    for s in range(0, len(good), chunk):
-        idx = good[s : s + chunk]
-        for i, p in zip(idx, clf.predict([texts[i] for i in idx], explain=explain)):
-            out[i] = p.to_dict()
+def classify_rows(clf, rows: list[Row], explain: bool = False, with_id: bool = False,
+                  unit: str = "line") -> list[dict]:
+    """One output record per row, same order. Good rows: ``Prediction.to_dict()`` (the shape of
+    ``LabeledEvent``'s scores); unusable rows: ``{"line": n, "error": "line n: reason"}``. With
+    ``with_id`` every record starts with the row's ``id``."""
+    out: list[dict | None] = [None] * len(rows)
+    good, texts = [], []
+    for i, r in enumerate(rows):
+        reason = r.problem or row_problem(r.text)
+        if reason is None and r.title is not None and not isinstance(r.title, str):
+            reason = f"title is not a string ({type(r.title).__name__})"
+        if reason is None:
+            text = model_input(r.text, r.title)
+            if text.strip():
+                good.append(i)
+                texts.append(text)
+                continue
+            reason = "no text left after removing markup and URLs"
+        out[i] = {**({"id": r.id} if with_id else {}), "line": r.line, "error": f"{unit} {r.line}: {reason}"}
+    if texts:
+        for i, p in zip(good, clf.predict(texts, explain=explain)):
+            out[i] = {**({"id": rows[i].id} if with_id else {}), **p.to_dict()}
     return out  # type: ignore[return-value]
 
 
-def classify_file(ms: ModelSettings, input_path: Path, output_path: Path, backend: str = "auto",
-                  batch_size: int = 32, explain: bool = False) -> dict:
+@contextmanager
+def _progress(source, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr (bytes of the file, or rows for Parquet); a no-op when disabled."""
+    if not enabled:
+        yield lambda rows: None
+        return
+    from rich.console import Console
+    from rich.progress import (BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    with Progress(TextColumn("classify"), BarColumn(), TaskProgressColumn(),
+                  TextColumn("{task.fields[rows]:,} rows"), TimeElapsedColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True)) as bar:
+        task = bar.add_task("classify", total=source.total, rows=0)
+        yield lambda rows: bar.update(task, completed=source.position(), rows=rows)
+
+
+def classify_file(ms: ModelSettings, input_path: str, output_path: str, *,
+                  input_format: DataFormat | str | None = None, output_format: DataFormat | str | None = None,
+                  columns: Columns = Columns(), backend: str = "auto", batch_size: int = 32,
+                  explain: bool = False, chunk_size: int = CHUNK_ROWS, progress: bool = False) -> dict:
+    """Classify ``input_path`` into ``output_path`` ("-": stdin/stdout) chunk by chunk.
+
+    Formats come from the extensions unless given (stdin/stdout: JSONL). An input without rows raises
+    ``NoRows`` and a bad header or schema ``InputError``, both before the model is loaded. Returns
+    counts: rows, errors, first_error, backend, texts_per_s."""
     from models.classifier import Classifier
 
-    texts = read_texts(input_path)
-    clf = Classifier.from_settings(ms, backend=backend, batch_size=batch_size)
-    t0 = time.perf_counter()
-    rows = classify_texts(clf, texts, explain=explain)
-    dt = time.perf_counter() - t0
-    write_jsonl(output_path, rows)
-    errors = sum("error" in r for r in rows)
-    return {"rows": len(rows), "errors": errors, "backend": clf.backend,
-            "texts_per_s": (len(rows) - errors) / dt if dt > 0 else 0.0}
+    in_fmt = resolve_format(str(input_path), input_format, "--format")
+    out_fmt = resolve_format(str(output_path), output_format, "--output-format")
+    with_id = columns.id is not None
+    with open_rows(str(input_path), in_fmt, columns) as source:
+        chunks = source.chunks(chunk_size)
+        first = next(chunks)  # raises NoRows for an empty input: checked before the model loads
+        clf = Classifier.from_settings(ms, backend=backend, batch_size=batch_size)
+        writer = RecordWriter(str(output_path), out_fmt, clf.labels.sentiment, with_id=with_id,
+                              explain=explain, id_type=source.id_type)
+        rows = errors = 0
+        first_error = None
+        busy = 0.0
+        try:
+            with _progress(source, progress) as advance:
+                for chunk in itertools.chain([first], chunks):
+                    t0 = time.perf_counter()
+                    records = classify_rows(clf, chunk, explain=explain, with_id=with_id, unit=source.unit)
+                    busy += time.perf_counter() - t0
+                    writer.write(records)
+                    rows += len(records)
+                    bad = [r["error"] for r in records if "error" in r]
+                    errors += len(bad)
+                    first_error = first_error or (bad[0] if bad else None)
+                    advance(rows)
+        except BaseException:
+            writer.abort()
+            raise
+        writer.close()
+    return {"rows": rows, "errors": errors, "first_error": first_error, "backend": clf.backend,
+            "output": "<stdout>" if str(output_path) == STDIO else str(output_path),
+            "texts_per_s": (rows - errors) / busy if busy > 0 else 0.0}

@@ -4,16 +4,29 @@ repack). Heavy imports stay inside the commands so `marketpulse --help` does not
 ``build_cmd`` is also what ``python -m models.build`` runs (``make setup`` and the Dockerfile use it)."""
 from __future__ import annotations
 
+import io
+import os
 import shlex
 import shutil
 import sys
 import time
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from marketpulse.cli_options import ConfigOpt, load_settings as _settings
+from models.backends import BACKENDS
+from models.io import DataFormat
+
+# Fixed choices as enums, so `--help` lists them and typos fail before anything loads.
+Backend = Enum("Backend", {n.replace("-", "_"): n for n in ("auto", *BACKENDS)}, type=str)
+
+
+class TrainMode(str, Enum):
+    full = "full"
+    lora = "lora"
 
 
 def build_cmd(
@@ -94,7 +107,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(13, help="seed for the split, sampling and init"),
         epochs: int = typer.Option(3, min=1),
         batch_size: int = typer.Option(32, min=1),
-        mode: str = typer.Option("full", help="full: all but word embeddings (~11 MB artifact) | lora: adapters (~1.4 MB, lower dev F1)"),
+        mode: TrainMode = typer.Option(TrainMode.full, help="full: all but word embeddings (~11 MB artifact) | lora: adapters (~1.4 MB, lower dev F1)"),
         lr: Optional[float] = typer.Option(None, help="encoder learning rate (default 1e-3 lora, 1e-4 full)"),
         head_lr: float = typer.Option(2e-3, help="learning rate of the two heads"),
         train_max_length: int = typer.Option(96, min=8, help="token cap while training (tweets: p99 = 87)"),
@@ -110,6 +123,7 @@ def register(app: typer.Typer) -> None:
         from models.train import TrainConfig, train
 
         s = _settings(config).model
+        mode = TrainMode(mode).value
         out = output_dir or Path(__file__).resolve().parent / "artifacts" / version
         if lr is None:
             lr = 1e-3 if mode == "lora" else 1e-4
@@ -136,22 +150,58 @@ def register(app: typer.Typer) -> None:
 
     @app.command("classify")
     def classify_cmd(
-        input: Path = typer.Option(..., "--input", "-i", exists=True, dir_okay=False, help="CSV with a 'text' column or JSONL with a 'text' field"),
-        output: Path = typer.Option(..., "--output", "-o", help="JSONL: one object per input row, input order"),
-        backend: str = typer.Option("auto", help="auto | torch | onnx | onnx-int8 | tensorrt"),
+        input: str = typer.Option(..., "--input", "-i", metavar="FILE",
+                                  help="CSV/TSV, JSONL or Parquet file; '-' reads stdin"),
+        output: str = typer.Option(..., "--output", "-o", metavar="FILE",
+                                   help="where the results go, one row per input row in input order; '-' writes stdout"),
+        input_format: Optional[DataFormat] = typer.Option(None, "--format", "-f",
+                                                          help="input format (default: from the extension; stdin: jsonl)"),
+        output_format: Optional[DataFormat] = typer.Option(
+            None, "--output-format",
+            help="output format (default: from the extension; stdout: jsonl). csv/tsv flatten the scores: "
+                 "sentiment_score_<label> per class and topic_score of the top topic"),
+        text_column: str = typer.Option("text", help="column (or JSON field) holding the text"),
+        id_column: Optional[str] = typer.Option(None, help="column copied into the output as 'id'"),
+        title_column: Optional[str] = typer.Option(None, help="column with a title, put before the text as the stream worker does"),
+        backend: Backend = typer.Option(Backend.auto, help="auto: fastest available (see docs/models.md)"),
         batch_size: int = typer.Option(32, min=1, help="rows per forward pass (length-sorted)"),
+        chunk_size: int = typer.Option(512, min=1, help="rows read, classified and written per step"),
         explain: bool = typer.Option(False, "--explain", help="add the words that drove negative predictions"),
         config: Optional[Path] = ConfigOpt,
     ) -> None:
-        """Classify texts offline (sentiment + topic). Rows without usable text get an 'error' object."""
+        """Classify texts offline (sentiment + topic), streaming chunk by chunk.
+
+        Each output row: sentiment, sentiment_scores, topic, topic_scores (top 3,
+        as {label, score}), model_version; id with --id-column. A row that cannot
+        be classified gets line (1-based line in the file) and error instead.
+        Texts are cleaned as the stream worker cleans them (markup, URLs).
+
+        Exit codes: 0 every row classified; 2 bad input, nothing classified;
+        4 some rows failed (the others are classified, all are written).
+        """
         from models.classify import classify_file
-        from models.io import InputError
+        from models.io import Columns, InputError
 
         ms = _settings(config).model
         try:
-            stats = classify_file(ms, input, output, backend=backend, batch_size=batch_size, explain=explain)
+            stats = classify_file(ms, input, output, input_format=input_format, output_format=output_format,
+                                  columns=Columns(text_column, id_column, title_column), backend=backend.value,
+                                  batch_size=batch_size, explain=explain, chunk_size=chunk_size,
+                                  progress=sys.stderr.isatty())
         except (InputError, ValueError, FileNotFoundError) as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        typer.echo(f"{stats['rows']} rows -> {output} ({stats['errors']} errors, backend {stats['backend']}, "
-                   f"{stats['texts_per_s']:.0f} texts/s)")
+        except BrokenPipeError:
+            # The reader of stdout stopped (`| head`): end quietly with the shell's SIGPIPE status,
+            # and point stdout at /dev/null so the interpreter's final flush does not fail again.
+            try:
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            except (OSError, ValueError, io.UnsupportedOperation):
+                pass
+            raise typer.Exit(141) from None
+        # Status goes to stderr so that `-o -` leaves stdout to the data.
+        typer.echo(f"{stats['rows']} rows -> {stats['output']} (backend {stats['backend']}, "
+                   f"{stats['texts_per_s']:.0f} texts/s)", err=True)
+        if stats["errors"]:
+            typer.echo(f"{stats['errors']} of {stats['rows']} rows failed (first: {stats['first_error']})", err=True)
+            raise typer.Exit(4)

@@ -1,7 +1,11 @@
-"""Inference API: output format, order, batching, parity between backends, explanations, embeddings."""
+"""Inference API: output format, order, batching, parity between backends, explanations, embeddings,
+and the convenience API (``from models import Classifier``, ``Classifier.load()``, ``clf(text)``)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -89,6 +93,7 @@ def test_prediction_format(torch_clf, model_settings):
         assert p.explanation is None
         d = p.to_dict()
         assert set(d) == {"sentiment", "sentiment_scores", "topic", "topic_scores", "model_version"}
+        assert d["topic_scores"] == [{"label": l, "score": s} for l, s in p.topic_scores]  # as in LabeledEvent
         json.dumps(d)
 
 
@@ -214,3 +219,71 @@ def test_auto_backend_follows_the_int8_decision(model_settings):
     if torch.cuda.is_available():
         pytest.skip("CUDA present: auto picks torch fp16")
     assert auto_backend(model_settings) == ("onnx-int8" if int8_accepted(model_settings.artifact_dir) else "onnx")
+
+
+# -- the convenience API ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def api_clf():
+    from models import Classifier
+
+    return Classifier.load(threads=2)
+
+
+def test_importing_models_stays_light_and_classifier_is_importable_from_it():
+    code = ("import sys, models; assert 'numpy' not in sys.modules and 'models.classifier' not in sys.modules; "
+            "from models import Classifier; from models.classifier import Classifier as C; assert Classifier is C")
+    res = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+
+def test_load_without_arguments_gives_the_default_artifact_on_onnx_int8(api_clf, model_settings):
+    assert api_clf.backend == "onnx-int8"
+    assert api_clf.model_version == read_config(model_settings.artifact_dir)["version"]
+    assert repr(api_clf) == f"Classifier(model_version={api_clf.model_version!r}, backend='onnx-int8')"
+
+
+def test_load_takes_an_artifact_path_and_a_backend_keyword(model_settings):
+    from models import Classifier
+
+    clf = Classifier.load(str(model_settings.artifact_dir), backend="onnx", threads=2)
+    assert clf.backend == "onnx"
+
+
+def test_load_rejects_a_directory_that_is_not_an_artifact(tmp_path):
+    from models import Classifier
+
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        Classifier.load(tmp_path)
+
+
+def test_calling_with_a_string_gives_one_plain_dict_and_with_a_list_a_list_in_order(api_clf):
+    one = api_clf(TEXTS[2])
+    many = api_clf([TEXTS[2], TEXTS[10]])
+    assert isinstance(one, dict) and isinstance(many, list) and len(many) == 2
+    # same text, same labels; int8 activations are quantized per batch, so scores move a little
+    assert (many[0]["sentiment"], many[0]["topic"]) == (one["sentiment"], one["topic"])
+    assert many[0]["sentiment_scores"] == pytest.approx(one["sentiment_scores"], abs=INT8_MEDIAN_TOL)
+    assert set(one) == {"sentiment", "sentiment_scores", "topic", "topic_scores", "model_version"}
+    assert one["sentiment"] == "negative" and many[1]["topic"] == "Dividend"
+    assert json.loads(json.dumps(many)) == many  # plain JSON types only
+    assert [t["label"] for t in one["topic_scores"]][0] == one["topic"]
+
+
+def test_calling_gives_the_same_dict_as_a_classify_output_row(api_clf):
+    from models.classify import classify_rows
+    from models.io import Row
+
+    assert classify_rows(api_clf, [Row(1, TEXTS[0])], explain=True) == [api_clf(TEXTS[0], explain=True)]
+
+
+def test_calling_with_explain_adds_the_words_for_negative_texts(api_clf):
+    neg, pos = api_clf([TEXTS[2], TEXTS[20]], explain=True)
+    assert neg["explanation"] and set(neg["explanation"]) <= set(TEXTS[2].split())
+    assert pos["explanation"] == []
+
+
+def test_calling_cleans_the_text_as_the_stream_worker_does(api_clf):
+    assert api_clf("<b>Tesla</b> shares plunge 12% https://example.com/x") == api_clf("Tesla shares plunge 12%")
+    with pytest.raises(ValueError):
+        api_clf("https://example.com/only-a-link")
