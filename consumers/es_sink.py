@@ -3,16 +3,19 @@
 Runs on the shared consumer loop (poll -> handle -> flush -> commit): a poll's records are decoded
 at this edge, bulk-indexed with the event's deterministic ``_id`` on flush, and the offsets are
 committed only after Elasticsearch acknowledged every document of the poll: a crash re-delivers
-and re-writes the same ``_id``s. Throttling (429) and server errors (5xx, connection loss) are
-retried with backoff until they pass or the stop signal comes; records that are not labeled events
-and documents Elasticsearch refuses for good go to the dead-letter topic.
+and re-writes the same ``_id``s. Throttling (429), server errors (5xx, connection loss) and write
+blocks on an index or the cluster (``cluster_block_exception``: ``index.blocks.write``, the
+flood-stage watermark's ``read_only_allow_delete``) are retried with backoff until they pass or the
+stop signal comes; records that are not labeled events and documents Elasticsearch refuses for good
+go to the dead-letter topic.
 """
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
 from kafka import KafkaConsumer, KafkaProducer
@@ -20,21 +23,39 @@ from kafka.errors import CommitFailedError, KafkaError
 
 from consumers.es_index import daily_index, ensure_event_template, to_document
 from marketpulse import metrics, wire
-from marketpulse.consumer_loop import ConsumerLoop, KafkaSink, KafkaSource, Sink, Source, Stopped
+from marketpulse.consumer_loop import ConsumerLoop, KafkaSink, KafkaSource, Sink, Source, Stopped, call_retrying
 from marketpulse.settings import Settings
 from marketpulse.wire import InRecord, Rejection
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 RETRYABLE = {429, 500, 502, 503, 504}
+FIRST_BACKOFF_S = 0.2
 
+# A write block (index.blocks.write / read_only, the flood-stage watermark's read_only_allow_delete,
+# a cluster-wide block) refuses every write until an operator or the disk lifts it; Elasticsearch
+# answers 403 or 429 with this type. The documents are not at fault: they wait, like throttled ones.
+BLOCKED = "cluster_block_exception"
 
 # A whole bulk request refused with these is about its documents (one too large, an _id over
 # 512 bytes): halve the batch until the culprit is alone, and dead-letter it.
 DOCUMENT_FAULT = {400, 413}
 
 
+def passes(status: int, error: dict | None) -> bool:
+    """A refusal that passes with time (throttling, a server error, a write block), not a fault of
+    the document (a mapping error, 400) that no retry fixes."""
+    return status in RETRYABLE or (error or {}).get("type") == BLOCKED
+
+
+def _error_type(exc: ApiError) -> str | None:
+    err = exc.body.get("error") if isinstance(exc.body, dict) else None
+    return err.get("type") if isinstance(err, dict) else None
+
+
 class _Retryable(Exception):
-    """The whole bulk request failed in a way that passes (ES away, 429, 5xx)."""
+    """The bulk request, or some of its documents, failed in a way that passes (ES away, 429, 5xx,
+    a write block)."""
 
 
 class _Refused(Exception):
@@ -105,68 +126,94 @@ class EsSinkHandler:
         for _, meta, _doc in actions:
             by_index.setdefault(meta["index"]["_index"], []).append(meta["index"]["_id"])
         alias = self.s.elasticsearch.index_prefix
-        backoff = 0.2
-        for index, ids in by_index.items():
+
+        def remove(index: str, ids: list[str]) -> None:
             query = {"bool": {"filter": [{"ids": {"values": ids}}], "must_not": [{"term": {"_index": index}}]}}
-            while True:
-                try:
-                    hits = self.es.search(index=alias, query=query, source=False, size=len(ids))["hits"]["hits"]
-                    if hits:
-                        body = [{"delete": {"_index": h["_index"], "_id": h["_id"]}} for h in hits]
-                        self.es.bulk(operations=body, refresh=False)
-                        log.info("removed %d older copies of re-sent events", len(hits))
-                    break
-                except TransportError as exc:  # ES away: the documents are written, the cleanup waits
-                    log.warning("removing older copies failed (%s); retrying in %.1fs", type(exc).__name__, backoff)
-                    backoff = self._pause(backoff)
-                except ApiError as exc:
-                    log.warning("older copies of %d events not removed: %s", len(ids), exc)
-                    break
+            try:
+                hits = self.es.search(index=alias, query=query, source=False, size=len(ids))["hits"]["hits"]
+                if hits:
+                    body = [{"delete": {"_index": h["_index"], "_id": h["_id"]}} for h in hits]
+                    self.es.bulk(operations=body, refresh=False)
+                    log.info("removed %d older copies of re-sent events", len(hits))
+            except ApiError as exc:  # answered, but refused: not worth holding the batch for
+                log.warning("older copies of %d events not removed: %s", len(ids), exc)
+
+        for index, ids in by_index.items():
+            # ES away (TransportError): the documents are written, the cleanup waits for it
+            self._retrying("removing older copies", lambda index=index, ids=ids: remove(index, ids),
+                           on=(TransportError,))
 
     def _bulk_until_acknowledged(self, actions: list[tuple[InRecord, dict, dict]]) -> None:
-        backoff = 0.2
-        while actions:
-            body: list[dict] = []
-            for _, meta, doc in actions:
-                body += [meta, doc]
-            t0 = time.perf_counter()
-            try:
-                items = self._bulk(body)
-            except _Retryable as exc:
-                log.warning("bulk failed (%s); retrying in %.1fs", exc, backoff)
-                backoff = self._pause(backoff)
-                continue
-            metrics.ES_BULK_LATENCY.observe(time.perf_counter() - t0)
-            retry = []
-            for action, item in zip(actions, items):
-                res = item["index"]
-                status = res.get("status", 500)
-                if status < 300:
-                    metrics.ES_DOCS.inc()
-                elif status in RETRYABLE:
-                    retry.append(action)
-                else:
-                    err = res.get("error", {})
-                    self._deadletter(action[0], Rejection("es_rejected", f"{err.get('type')}: {err.get('reason')}"))
-            actions = retry
-            if retry:
-                backoff = self._pause(backoff)
+        """Every document acknowledged or dead-lettered; those refused for a while (the whole request,
+        or single documents: 429, 5xx, a write block) are sent again with backoff, the rest not."""
+        pending = actions
+
+        def attempt() -> None:
+            nonlocal pending
+            pending = self._bulk_once(pending)
+            if pending:
+                raise _Retryable(f"{len(pending)} document(s) not accepted yet")
+
+        self._retrying("es bulk", attempt, on=(_Retryable,))
+
+    def _bulk_once(self, actions: list[tuple[InRecord, dict, dict]]) -> list[tuple[InRecord, dict, dict]]:
+        """One bulk request; returns the actions to send again."""
+        body: list[dict] = []
+        for _, meta, doc in actions:
+            body += [meta, doc]
+        t0 = time.perf_counter()
+        items = self._bulk(body)
+        metrics.ES_BULK_LATENCY.observe(time.perf_counter() - t0)
+        retry = []
+        blocked: dict[str, tuple[int, str]] = {}
+        for action, item in zip(actions, items):
+            res = item["index"]
+            status = res.get("status", 500)
+            err = res.get("error") or {}
+            if status < 300:
+                metrics.ES_DOCS.inc()
+            elif passes(status, err):
+                retry.append(action)
+                if err.get("type") == BLOCKED:
+                    n, _ = blocked.get(res.get("_index", "?"), (0, ""))
+                    blocked[res.get("_index", "?")] = (n + 1, str(err.get("reason")))
+            else:
+                self._deadletter(action[0], Rejection("es_rejected", f"{err.get('type')}: {err.get('reason')}"))
+        for index, (n, reason) in blocked.items():
+            log.warning("index %s refuses writes (%s: %s): %d document(s) wait for the block to be lifted; "
+                        "not dead-lettered, offsets not committed", index, BLOCKED, reason, n)
+        return retry
 
     def _bulk(self, body: list[dict]) -> list[dict]:
         try:
             return self.es.bulk(operations=body, refresh=False)["items"]
         except (TransportError, ApiError) as exc:  # ES down, timeout or a whole-request 429/5xx
             status = getattr(exc, "status_code", None) or getattr(getattr(exc, "meta", None), "status", None)
+            if isinstance(exc, ApiError) and _error_type(exc) == BLOCKED:
+                log.warning("Elasticsearch refuses writes (HTTP %s %s: %s): the batch waits for the block to "
+                            "be lifted", status, BLOCKED, str(exc)[:300])
+                raise _Retryable(f"HTTP {status} {BLOCKED}") from exc
             if isinstance(exc, ApiError) and status in DOCUMENT_FAULT:
                 raise _Refused(f"HTTP {status}: {str(exc)[:500]}") from exc
             if isinstance(exc, ApiError) and status not in RETRYABLE:
                 raise  # authentication, a missing permission: nothing a retry or a dead letter fixes
             raise _Retryable(type(exc).__name__) from exc
 
-    def _pause(self, backoff: float) -> float:
-        if self.stop.wait(backoff):
-            raise Stopped("es bulk")  # nothing is committed: the records come again after a restart
-        return min(backoff * 2, self.max_backoff_s)
+    def _retrying(self, what: str, fn: Callable[[], T], on: tuple[type[BaseException], ...]) -> T:
+        """``fn`` again, with capped jittered backoff, while it raises ``on``. The stop signal ends a
+        wait with ``Stopped``, before another attempt (one against an unreachable node would hold the
+        shutdown for a whole request timeout): nothing is committed, the records come again."""
+        attempts = 0
+
+        def attempt() -> T:
+            nonlocal attempts
+            attempts += 1
+            if attempts > 1 and self.stop.is_set():
+                raise Stopped(what)
+            return fn()
+
+        return call_retrying(self.stop, what, attempt, on=on, max_backoff_s=self.max_backoff_s,
+                             initial_s=FIRST_BACKOFF_S)
 
     def _ensure_template(self) -> None:
         if not self._template_ready:

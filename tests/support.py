@@ -435,3 +435,241 @@ def generated_records(settings: Settings, seed: int, n: int, malformed_fraction:
             bad += 1
         records.append((topics[rec.source], key, value))
     return records, valid, bad
+
+
+# -- the ES sink on the real stack: labeled events without a model, committed offsets, a fault proxy --
+
+import json  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+from http.client import HTTPConnection  # noqa: E402
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
+from urllib.parse import urlsplit  # noqa: E402
+
+
+def labeled_records(settings: Settings, seed: int, n: int, id_prefix: str = "",
+                    start: datetime | None = None) -> tuple[list, set[str]]:
+    """`n` labeled events (ground-truth labels, no model) as (topic, key, value) for PacedProducer on
+    the events topic, and their ids. All are published on one UTC day (today, from 00:01 unless
+    `start` says otherwise), so they land in one daily index."""
+    from marketpulse import wire
+    from stream.generate import Generator
+
+    start = start or datetime.now(timezone.utc).replace(hour=0, minute=1, second=0, microsecond=0)
+    gen = Generator(seed=seed, rate_per_s=100.0, duration_s=n / 100.0 * 1.2 + 10, start=start)
+    records, ids = [], set()
+    for smp in gen.samples():
+        if len(records) == n:
+            break
+        ev = labeled_from_truth(smp)
+        ev = ev.model_copy(update={"id": id_prefix + ev.id})
+        if ev.id in ids:
+            continue
+        ids.add(ev.id)
+        out = wire.encode_labeled(ev, settings.kafka.topics.events)
+        records.append((out.topic, out.key, out.value))
+    return records, ids
+
+
+def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    """Offsets `group` has committed on `topic`, summed over its partitions (0 before any commit)."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        offsets = admin.list_group_offsets({group: None}).get(group, {})
+    finally:
+        admin.close()
+    return sum(max(0, om.offset) for tp, om in offsets.items() if tp.topic == topic)
+
+
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
+               "content-length", "host"}
+
+
+@dataclass
+class BulkCall:
+    """One `_bulk` request seen by EsFaultProxy: its operations as (action, raw NDJSON lines)."""
+
+    number: int  # 1 for the first bulk request the proxy saw, and so on
+    ops: list[tuple[dict, bytes]]
+    forward: "object"  # forward(positions=None) -> Elasticsearch's answer for those ops (all by default)
+
+
+class EsFaultProxy:
+    """An HTTP proxy on 127.0.0.1 in front of the real Elasticsearch, for faults the real server cannot
+    be made to produce on demand. Every request is forwarded unchanged, except that a `_bulk`
+    request goes through ``bulk_hook(call)`` when one is set: the hook forwards what it wants
+    (``call.forward(positions)``) and returns the answer the client gets, a bulk answer dict or
+    (HTTP status, body dict). ``reject`` builds the usual hook answer: some items refused by the
+    proxy (never sent to Elasticsearch), the others forwarded, the items in request order."""
+
+    def __init__(self, upstream: str = "127.0.0.1:9200"):
+        self.upstream = upstream
+        self.bulk_hook = None
+        self.bulk_requests = 0
+        self._lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, like Elasticsearch
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _any(self) -> None:
+                try:
+                    proxy._handle(self)
+                except (BrokenPipeError, ConnectionResetError):  # the client died (kill -9) meanwhile
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "EsFaultProxy":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    # -- forwarding -------------------------------------------------------------------------------
+    def _upstream(self, method: str, path: str, headers: dict, body: bytes) -> tuple[int, list, bytes]:
+        host, _, port = self.upstream.rpartition(":")
+        conn = HTTPConnection(host, int(port), timeout=120)
+        try:
+            conn.request(method, path, body=body or None, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.getheaders(), resp.read()
+        finally:
+            conn.close()
+
+    def _reply(self, h: BaseHTTPRequestHandler, status: int, headers: list, body: bytes) -> None:
+        h.send_response(status)
+        for k, v in headers:
+            if k.lower() not in _HOP_BY_HOP:
+                h.send_header(k, v)
+        if h.command == "HEAD":
+            length = next((v for k, v in headers if k.lower() == "content-length"), "0")
+            h.send_header("Content-Length", length)
+            h.end_headers()
+            return
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        headers = {k: v for k, v in h.headers.items() if k.lower() not in _HOP_BY_HOP}
+        is_bulk = h.command in ("POST", "PUT") and urlsplit(h.path).path.rstrip("/").endswith("_bulk")
+        if not is_bulk or self.bulk_hook is None:
+            self._reply(h, *self._upstream(h.command, h.path, headers, body))
+            return
+        lines = [line for line in body.split(b"\n") if line.strip()]
+        ops: list[tuple[dict, bytes]] = []
+        i = 0
+        while i < len(lines):
+            action = json.loads(lines[i])
+            n = 1 if next(iter(action)) == "delete" else 2
+            ops.append((action, b"\n".join(lines[i:i + n]) + b"\n"))
+            i += n
+        answer_headers: list = [("Content-Type", "application/vnd.elasticsearch+json;compatible-with=8"),
+                                ("X-Elastic-Product", "Elasticsearch")]
+
+        def forward(positions=None) -> dict:
+            chosen = [ops[j] for j in (range(len(ops)) if positions is None else positions)]
+            if not chosen:
+                return {"took": 0, "errors": False, "items": []}
+            status, hdrs, data = self._upstream(h.command, h.path, headers, b"".join(raw for _, raw in chosen))
+            if status != 200:
+                raise AssertionError(f"Elasticsearch answered the forwarded bulk with {status}: {data[:300]!r}")
+            answer_headers[:] = [(k, v) for k, v in hdrs if k.lower() not in _HOP_BY_HOP]
+            return json.loads(data)
+
+        with self._lock:
+            self.bulk_requests += 1
+            number = self.bulk_requests
+        out = self.bulk_hook(BulkCall(number, ops, forward))
+        status, doc = out if isinstance(out, tuple) else (200, out)
+        self._reply(h, status, answer_headers, json.dumps(doc).encode())
+
+    @staticmethod
+    def reject(call: BulkCall, positions: set[int], status: int, error: dict) -> dict:
+        """The answer when the items at `positions` are refused with `status`/`error` and not indexed
+        (as Elasticsearch does: a refused item is not written) and the others are forwarded."""
+        kept = [j for j in range(len(call.ops)) if j not in positions]
+        answer = call.forward(kept)
+        forwarded = iter(answer["items"])
+        items = []
+        for j, (action, _) in enumerate(call.ops):
+            if j in positions:
+                kind, meta = next(iter(action.items()))
+                items.append({kind: {"_index": meta.get("_index"), "_id": meta.get("_id"), "status": status,
+                                     "error": error}})
+            else:
+                items.append(next(forwarded))
+        return {"took": answer["took"], "errors": True, "items": items}
+
+
+# -- a topic that refuses writes, for real -------------------------------------------------------------
+# min.insync.replicas=2 does not do it on a single broker: Kafka 3.9 caps a partition's effective
+# min ISR at its replica count (Partition.effectiveMinIsr), so acks=all writes still succeed. A
+# max.message.bytes below the size of any record does: the broker answers every produce request for
+# the topic with MESSAGE_TOO_LARGE and appends nothing, until the override is removed.
+REFUSING_MAX_MESSAGE_BYTES = 64
+
+
+def alter_topic_config(bootstrap: str, topic: str, configs: dict) -> None:
+    """Sets dynamic configs of `topic` (a value of None removes the override: back to the broker's
+    default) and waits until the broker reports the new values."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        ops = {k: ("DELETE", None) if v is None else str(v) for k, v in configs.items()}
+        result = admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs=ops)])
+        assert result.get("topic", {}).get(topic) == "OK", f"altering {topic}: {result}"
+
+        def applied() -> bool:
+            now = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])["topic"][topic]
+            return all((now.get(k) or {}).get("value") == (None if v is None else str(v)) for k, v in configs.items())
+
+        wait_until(applied, 30, 0.2, what=f"{topic}'s config {configs}")
+    finally:
+        admin.close()
+    time.sleep(1.0)  # the broker's log config follows its metadata image a moment after describe shows it
+
+
+def refuse_writes(bootstrap: str, topic: str) -> None:
+    alter_topic_config(bootstrap, topic, {"max.message.bytes": REFUSING_MAX_MESSAGE_BYTES})
+
+
+def accept_writes(bootstrap: str, topic: str) -> None:
+    alter_topic_config(bootstrap, topic, {"max.message.bytes": None})
+
+
+def committed_offsets(bootstrap: str, group: str, tps) -> dict:
+    """The group's committed offset per (topic, partition); 0 where nothing was committed yet."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    try:
+        return {(t, p): c.committed(TopicPartition(t, p)) or 0 for t, p in tps}
+    finally:
+        c.close()
+
+
+def deadletter_positions(bootstrap: str, topic: str) -> list[tuple[tuple[str, int, int], str]]:
+    """((source topic, partition, offset), reason) of every dead letter in `topic`, duplicates kept."""
+    import json as _json
+
+    out = []
+    for m in read_topic(bootstrap, topic):
+        d = _json.loads(m.value)
+        out.append(((d["source"]["topic"], d["source"]["partition"], d["source"]["offset"]), d["reason"]))
+    return out

@@ -19,19 +19,23 @@ DAY_INDEX = f"marketpulse-events-{T0:%Y.%m.%d}"
 S = Settings()
 
 
-def api_error(status: int):
+def api_error(status: int, error_type: str = "illegal_argument_exception"):
     from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
     from elasticsearch import ApiError
 
     meta = ApiResponseMeta(status=status, http_version="1.1", headers=HttpHeaders(), duration=0.0,
                            node=NodeConfig("http", "127.0.0.1", 9200))
-    return ApiError(f"status {status}", meta, {"error": {"type": "illegal_argument_exception"}})
+    return ApiError(f"status {status}", meta, {"error": {"type": error_type}, "status": status})
+
+
+BLOCKED_WRITE = (403, "cluster_block_exception")  # index.blocks.write / read_only
+FLOOD_STAGE = (429, "cluster_block_exception")    # read_only_allow_delete, set by the disk watermark
 
 
 class MemoryBulk:
-    """Elasticsearch's bulk API in memory: ``answers`` maps a doc id to the statuses it gets, in turn;
-    a request holding an id of ``refuse_whole`` fails as a whole with HTTP 400 (as an over-long
-    _id does in Elasticsearch)."""
+    """Elasticsearch's bulk API in memory: ``answers`` maps a doc id to the statuses it gets, in turn
+    (a status, or (status, error type)); a request holding an id of ``refuse_whole`` fails as a whole
+    with HTTP 400 (as an over-long _id does in Elasticsearch)."""
 
     def __init__(self, answers=None, refuse_whole=()):
         self.docs: dict[tuple[str, str], dict] = {}
@@ -60,12 +64,14 @@ class MemoryBulk:
         for meta, doc in zip(operations[::2], operations[1::2]):
             index, _id = meta["index"]["_index"], meta["index"]["_id"]
             queue = self.answers.get(_id)
-            status = queue.pop(0) if queue else 201
+            answer = queue.pop(0) if queue else 201
+            status, error_type = answer if isinstance(answer, tuple) else (answer, None)
             if status < 300:
                 self.docs[(index, _id)] = doc
-            items.append({"index": {"_id": _id, "status": status,
-                                    **({"error": {"type": "mapper_parsing_exception", "reason": "bad"}}
-                                       if status == 400 else {})}})
+            elif status == 400:
+                error_type = error_type or "mapper_parsing_exception"
+            items.append({"index": {"_index": index, "_id": _id, "status": status,
+                                    **({"error": {"type": error_type, "reason": "bad"}} if error_type else {})}})
         return {"items": items}
 
 
@@ -177,3 +183,50 @@ def test_an_event_re_sent_with_its_time_on_another_day_is_stored_once():
         es, batch=1)
     assert list(es.docs) == [(f"marketpulse-events-{moved.published_at:%Y.%m.%d}", "social:e1")]
     assert next(iter(es.docs.values()))["text"] == "corrected"
+
+
+def test_documents_of_a_write_blocked_index_wait_for_the_block_to_be_lifted_instead_of_being_dead_lettered():
+    es = MemoryBulk({"social:e0": [BLOCKED_WRITE] * 3, "social:e1": [BLOCKED_WRITE, FLOOD_STAGE]})
+    recs = [record(wire.encode_labeled(event(i), "events"), i) for i in range(3)]
+    source, dead = run(recs, es)
+    assert es.requests == 4 and len(es.docs) == 3 and source.committed == 3 and not dead.delivered
+
+
+def test_a_mapping_error_in_a_blocked_bulk_is_still_dead_lettered_once_the_block_is_lifted():
+    es = MemoryBulk({"social:e0": [BLOCKED_WRITE, 400], "social:e1": [BLOCKED_WRITE]})
+    recs = [record(wire.encode_labeled(event(i), "events"), i) for i in range(2)]
+    source, dead = run(recs, es)
+    assert set(es.docs) == {(DAY_INDEX, "social:e1")} and source.committed == 2
+    [dl] = [json.loads(r.value) for r in dead.delivered]
+    assert dl["reason"] == "es_rejected" and "mapper_parsing_exception" in dl["detail"] and dl["source"]["offset"] == 0
+
+
+def test_a_whole_bulk_refused_by_a_cluster_block_waits_but_a_forbidden_one_is_an_error():
+    class BlockedTwice(MemoryBulk):
+        def bulk(self, operations, refresh=False):
+            if self.requests < 2:
+                self.requests += 1
+                raise api_error(403, "cluster_block_exception")
+            return super().bulk(operations, refresh)
+
+    es = BlockedTwice()
+    source, dead = run([record(wire.encode_labeled(event(0), "events"), 0)], es)
+    assert es.requests == 3 and len(es.docs) == 1 and source.committed == 1 and not dead.delivered
+
+    class Forbidden(MemoryBulk):
+        def bulk(self, operations, refresh=False):
+            raise api_error(403, "security_exception")
+
+    with pytest.raises(Exception, match="403"):
+        run([record(wire.encode_labeled(event(0), "events"), 0)], Forbidden())
+
+
+def test_a_stop_during_a_wait_ends_it_at_once_without_another_request():
+    es = MemoryBulk({"social:e0": [BLOCKED_WRITE] * 1000})
+    stop = threading.Event()
+    source = MemorySource([record(wire.encode_labeled(event(0), "events"), 0)])
+    handler = EsSinkHandler(S, es, MemorySink(), stop, max_backoff_s=30.0)
+    threading.Timer(0.1, stop.set).start()
+    with pytest.raises(Stopped):
+        ConsumerLoop(source, handler, name="test").step()
+    assert es.requests == 1 and source.committed == 0 and not es.docs
