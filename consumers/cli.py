@@ -1,12 +1,13 @@
 """`marketpulse` subcommands of the consumers room."""
 from __future__ import annotations
 
+import logging
 from enum import Enum
 from pathlib import Path
 
 import typer
 
-
+from marketpulse.cli_errors import EXIT_USAGE, CommandError, not_utf8
 from marketpulse.cli_options import ConfigOpt, load_settings
 
 
@@ -18,8 +19,37 @@ class _Aggregate(str, Enum):
     mean = "mean"
 
 
+class _Source(str, Enum):
+    """`replay --source`: where the historical events come from."""
+
+    es = "es"
+    kafka = "kafka"
+
+
+class _Embedder(str, Enum):
+    """`--embedder`: the text embeddings emerging topics are clustered on."""
+
+    model = "model"
+    tfidf = "tfidf"
+
+
+def _one_line(e: Exception) -> CommandError:
+    """A failure the replay code describes itself (bad range, bad alert config): one line, exit 2."""
+    text = str(e).strip()
+    return CommandError(text.splitlines()[0] if text else type(e).__name__, EXIT_USAGE)
+
+
 def _settings(config: Path | None):
     return load_settings(config, configure_logging=True)
+
+
+def _one_shot_settings(config: Path | None):
+    """Settings for a command that runs once and ends: the client libraries' per-retry log lines are
+    noise there, since a failure ends the command with one error line that names the host."""
+    s = _settings(config)
+    for library in ("elastic_transport", "kafka"):
+        logging.getLogger(library).setLevel(logging.CRITICAL)
+    return s
 
 
 def _run_until_signalled(run) -> None:
@@ -31,6 +61,21 @@ def _run_until_signalled(run) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     run(stop)
+
+
+def _check_thresholds(threshold: float | None, clear: float | None, default: float, default_clear: float) -> None:
+    """`detect` thresholds in terms of its flags: an alert opens above one and closes below the other."""
+    if threshold is not None and threshold <= 0:
+        raise CommandError(f"--threshold must be above 0 (got {threshold:g})", EXIT_USAGE)
+    opens = default if threshold is None else threshold
+    closes = default_clear if clear is None else clear
+    if closes < opens:
+        return
+    if clear is None:
+        raise CommandError(f"--threshold {opens:g} must be above the clear threshold {closes:g} (where an open alert "
+                           f"closes); pass a lower one too, e.g. --clear-threshold {opens / 2:g}", EXIT_USAGE)
+    raise CommandError(f"--clear-threshold {closes:g} must be below the threshold {opens:g} (where an alert opens)",
+                       EXIT_USAGE)
 
 
 def register(app: typer.Typer) -> None:
@@ -78,8 +123,11 @@ def register(app: typer.Typer) -> None:
                  "are zero-filled), 'mean' "
                  "(a level series; gaps stay gaps), or 'auto' (sum iff every value is a non-negative integer)"),
         threshold: float | None = typer.Option(None, help="evidence (decades) that opens an alert [3.0]"),
-        cooldown: int | None = typer.Option(None, help="rows after an alert with no new one [100]"),
-        min_volume: float | None = typer.Option(None, help="count series: smallest value that may alert [5]"),
+        clear_threshold: float | None = typer.Option(
+            None, "--clear-threshold", min=0,
+            help="evidence below which an open alert closes [1.0]; must stay below --threshold"),
+        cooldown: int | None = typer.Option(None, min=0, help="rows after an alert with no new one [100]"),
+        min_volume: float | None = typer.Option(None, min=0, help="count series: smallest value that may alert [5]"),
         config: Path | None = ConfigOpt,
     ) -> None:
         """Find anomalies in a series with the shape detector (sorted, duplicates merged, interval inferred)."""
@@ -87,22 +135,22 @@ def register(app: typer.Typer) -> None:
         from consumers.alerting.shape_detector import ShapeConfig
         load_settings(config)  # a broken --config file is still an error here
         base = ShapeConfig()
+        _check_thresholds(threshold, clear_threshold, base.threshold, base.clear_threshold)
         # A --threshold above the critical level moves it along, so every alert is then critical.
         critical = max(base.critical_threshold, threshold) if threshold is not None else None
         try:
-            cfg = base.with_(threshold=threshold, critical_threshold=critical, cooldown_buckets=cooldown,
-                             min_volume=min_volume)
+            cfg = base.with_(threshold=threshold, clear_threshold=clear_threshold, critical_threshold=critical,
+                             cooldown_buckets=cooldown, min_volume=min_volume)
         except ValueError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+            raise CommandError(str(e), EXIT_USAGE) from None
         if not input.is_file():
-            typer.echo(f"error: input file {input} does not exist", err=True)
-            raise typer.Exit(2)
+            raise CommandError(f"input file {input} does not exist", EXIT_USAGE)
         try:
             result = run_detect(input, output, cfg, aggregate=aggregate.value)
         except SeriesError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+            raise CommandError(str(e), EXIT_USAGE) from None
+        except UnicodeDecodeError:
+            raise CommandError(not_utf8(input), EXIT_USAGE) from None
         for line in result.summary.lines():
             typer.echo(line, err=True)
         typer.echo(f"{result.rows} rows, interval {result.interval_s}s, {result.alerts} alert(s) -> {output}")
@@ -111,7 +159,7 @@ def register(app: typer.Typer) -> None:
     def replay(
         from_time: str = typer.Option(..., "--from", help="ISO start of the range (event time, inclusive)"),
         to_time: str = typer.Option(..., "--to", help="ISO end of the range (exclusive)"),
-        source: str = typer.Option("es", help="es (events alias) or kafka (events topic)"),
+        source: _Source = typer.Option(_Source.es, help="the events alias in Elasticsearch, or the events topic"),
         speed: str = typer.Option("max", help="'max' or a factor such as '10x' (event time vs wall clock)"),
         rescore: bool = typer.Option(False, "--rescore", help="re-classify the texts with the current model"),
         alert_config: list[str] = typer.Option([], "--alert-config", help="YAML with an 'alerts:' section, or "
@@ -119,35 +167,38 @@ def register(app: typer.Typer) -> None:
         report: Path | None = typer.Option(None, "--report", help="directory for report.md and plots"),
         run_id: str | None = typer.Option(None, "--run-id", help="lower-case id (default: time + random)"),
         topics: bool = typer.Option(True, "--topics/--no-topics", help="emerging topics in the report"),
-        embedder: str = typer.Option("model", help="embeddings for emerging topics: model or tfidf"),
+        embedder: _Embedder = typer.Option(_Embedder.model, help="embeddings for emerging topics: the "
+                                                                "classifier's encoder, or TF-IDF (no model needed)"),
         config: Path | None = ConfigOpt,
     ) -> None:
         """Re-run the alerter over historical events into run-scoped indices (never the live ones)."""
+        from pydantic import ValidationError
+
         from consumers.replay.commands import replay as run_replay
 
-        s = _settings(config)
+        s = _one_shot_settings(config)
         try:
-            run_replay(s, from_time, to_time, source=source, speed=speed, rescore=rescore,
+            run_replay(s, from_time, to_time, source=source.value, speed=speed, rescore=rescore,
                        alert_configs=alert_config or None, report=report, run_id=run_id, topics=topics,
-                       embedder=embedder, echo=typer.echo)  # type: ignore[arg-type]
+                       embedder=embedder.value, echo=typer.echo)  # type: ignore[arg-type]
+        except ValidationError:
+            raise  # an --alert-config with a bad or unknown key: the CLI names it
         except (ValueError, FileNotFoundError, RuntimeError) as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+            raise _one_line(e) from e
 
     @app.command("discover-topics")
     def discover_topics(
         from_time: str = typer.Option(..., "--from", help="ISO start of the range"),
         to_time: str = typer.Option(..., "--to", help="ISO end of the range (exclusive)"),
         k: str = typer.Option("auto", "--k", help="number of clusters, or 'auto' (silhouette)"),
-        embedder: str = typer.Option("model", help="model (encoder embeddings) or tfidf"),
+        embedder: _Embedder = typer.Option(_Embedder.model, help="the classifier's encoder embeddings, or TF-IDF"),
         config: Path | None = ConfigOpt,
     ) -> None:
         """Cluster the events in a range and show which themes grew fastest."""
         from consumers.replay.commands import discover, print_topics
 
-        s = _settings(config)
+        s = _one_shot_settings(config)
         try:
-            print_topics(discover(s, from_time, to_time, k=k, embedder=embedder))  # type: ignore[arg-type]
+            print_topics(discover(s, from_time, to_time, k=k, embedder=embedder.value))  # type: ignore[arg-type]
         except (ValueError, FileNotFoundError, RuntimeError) as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+            raise _one_line(e) from e

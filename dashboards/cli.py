@@ -5,6 +5,7 @@ from pathlib import Path
 
 import typer
 
+from marketpulse.cli_errors import EXIT_OTHER, CommandError, unreachable
 from marketpulse.cli_options import ConfigOpt, load_settings
 
 # No [brackets] in help texts: rich takes them for markup and drops them.
@@ -13,18 +14,8 @@ ALERTS_INDEX_HELP = "alerts index (default: settings elasticsearch.alerts_index)
 
 
 def _settings(config: Path | None):
-    """Settings for --config (else MARKETPULSE_CONFIG / env); a bad file is one line and exit 2."""
-    import yaml
-    from pydantic import ValidationError
-
-    try:
-        return load_settings(config)
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        typer.echo(f"error: invalid settings: {problems}", err=True)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        typer.echo(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", err=True)
-    raise typer.Exit(2)
+    """Settings for --config (else MARKETPULSE_CONFIG / env); the CLI reports a bad file in one line."""
+    return load_settings(config)
 
 
 def register(app: typer.Typer) -> None:
@@ -76,7 +67,8 @@ def register(app: typer.Typer) -> None:
         config: Path | None = ConfigOpt,
     ) -> None:
         """Run every Elasticsearch panel query of the dashboards and report which return no data."""
-        from elasticsearch import Elasticsearch
+        from elasticsearch import AuthenticationException, AuthorizationException, ConnectionTimeout, Elasticsearch
+        from elasticsearch import ConnectionError as EsConnectionError
 
         from dashboards import esquery
         from dashboards.push import es_indices, load_dashboards, provisioned_datasources
@@ -89,10 +81,14 @@ def register(app: typer.Typer) -> None:
         try:
             with Elasticsearch(es_url, request_timeout=10) as es:
                 results = esquery.check(es, load_dashboards(), indices, time_fields, esquery.default_range(hours))
+        except (EsConnectionError, ConnectionTimeout) as exc:  # named here: --es-url may differ from the settings
+            raise unreachable("Elasticsearch", es_url, exc, "--es-url or elasticsearch.url") from exc
+        except (AuthenticationException, AuthorizationException):
+            raise  # exit code 2, reported by the CLI
         except Exception as exc:  # noqa: BLE001 - one line instead of a traceback
-            typer.echo(f"error: querying Elasticsearch at {es_url} failed: {type(exc).__name__}: "
-                       f"{str(exc).splitlines()[0] if str(exc) else ''}", err=True)
-            raise typer.Exit(1)
+            raise CommandError(f"querying Elasticsearch at {es_url} failed: {type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
         for label, n in results:
             typer.echo(f"{'ok   ' if n else 'EMPTY'} {n:5d}  {label}")
-        raise typer.Exit(0 if all(n for _, n in results) else 3)
+        # 1, like any failed check; 3 means Elasticsearch could not be reached.
+        raise typer.Exit(0 if all(n for _, n in results) else EXIT_OTHER)

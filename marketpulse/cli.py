@@ -1,7 +1,8 @@
 """The `marketpulse` command: one CLI, subcommands contributed by each room.
 
 Each room's ``cli.register(app)`` adds its commands; heavy imports (torch, faust) happen inside the
-commands so `marketpulse --help` stays fast.
+commands so `marketpulse --help` stays fast. Whatever a command raises is reported by
+``marketpulse.cli_errors`` as one ``error: ...`` line with a documented exit code.
 """
 from __future__ import annotations
 
@@ -10,11 +11,42 @@ from pathlib import Path
 
 import typer
 
+from marketpulse.cli_errors import ErrorReportingGroup
 from marketpulse.cli_options import ConfigOpt, load_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Real-time market-sentiment risk monitor.")
+# Plain tracebacks under --debug: they are what gets pasted into a bug report.
+app = typer.Typer(cls=ErrorReportingGroup, add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Real-time market-sentiment risk monitor.",
+                  epilog="Exit codes: 0 ok, 1 other failure, 2 bad argument, input file or settings, "
+                         "3 Kafka or Elasticsearch unreachable. A failure is one 'error:' line; --debug shows "
+                         "the traceback.")
 schemas_app = typer.Typer(no_args_is_help=True, help="Event schemas.")
 app.add_typer(schemas_app, name="schemas")
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("marketpulse")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown (not installed)"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"marketpulse {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", envvar="MARKETPULSE_DEBUG",
+                               help="Show the traceback of a failure instead of the one-line error."),
+) -> None:
+    """Real-time market-sentiment risk monitor."""
 
 
 @schemas_app.command("export")
@@ -33,9 +65,17 @@ def schemas_export(out_dir: Path = typer.Option(Path("docs/schemas"), help="wher
 
 
 @app.command("settings")
-def show_settings(config: Path | None = ConfigOpt) -> None:
-    """Print the effective settings (secrets masked)."""
-    typer.echo(load_settings(config).model_dump_json(indent=2))
+def show_settings(
+    check: bool = typer.Option(False, "--check", help="only validate the settings (file, .env, environment, "
+                                                      "secrets): 'settings OK' or the errors"),
+    config: Path | None = ConfigOpt,
+) -> None:
+    """Print the effective settings (secrets masked), or with --check only validate them."""
+    s = load_settings(config)
+    if check:
+        typer.echo(f"settings OK ({f'config file {s.config_file}' if s.config_file else 'no config file'})")
+    else:
+        typer.echo(s.model_dump_json(indent=2))
 
 
 @app.command("demo")

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+from typing import Iterator
 
 from kafka import KafkaAdminClient
+from kafka import errors as kafka_errors
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
 
 from marketpulse.settings import KafkaSettings
 
@@ -24,10 +27,40 @@ def wanted_topics(kafka: KafkaSettings) -> list[NewTopic]:
     return topics
 
 
+def connect_admin(kafka: KafkaSettings) -> KafkaAdminClient:
+    """An admin client, or KafkaConnectionError naming the address once kafka.connect_timeout_s has passed."""
+    timeout_ms = int(kafka.connect_timeout_s * 1000)
+    # kafka-python 3 calls the first-connection wait bootstrap_timeout_ms, 2.x api_version_auto_timeout_ms.
+    wait = "bootstrap_timeout_ms" if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG \
+        else "api_version_auto_timeout_ms"
+    # What an unreachable bootstrap raises: NoBrokersAvailable in kafka-python 2.x, KafkaTimeoutError in 3.
+    unreachable = (KafkaTimeoutError, KafkaConnectionError,
+                   getattr(kafka_errors, "NoBrokersAvailable", KafkaTimeoutError))
+    try:
+        with _quiet("kafka"):
+            return KafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id=f"{kafka.client_id}-admin",
+                                    **{wait: timeout_ms})
+    except unreachable as e:
+        raise KafkaConnectionError(f"no broker answered at {kafka.bootstrap} within {kafka.connect_timeout_s:g} s"
+                                   ) from e
+
+
+@contextmanager
+def _quiet(logger_name: str) -> Iterator[None]:
+    """Mutes a library's logger: each failed connection attempt is logged, the raised error says it all."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def ensure_topics(kafka: KafkaSettings, topics: list[NewTopic] | None = None) -> list[str]:
     """Creates missing topics; returns the names it created. Existing topics are left as they are."""
     topics = wanted_topics(kafka) if topics is None else topics
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id=f"{kafka.client_id}-admin")
+    admin = connect_admin(kafka)
     try:
         existing = set(admin.list_topics())
         missing = [t for t in topics if t.name not in existing]

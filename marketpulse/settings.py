@@ -1,24 +1,71 @@
 """One typed settings object for every marketpulse process.
 
-Values come from (highest first): explicit keyword arguments, ``MARKETPULSE_*`` environment
-variables (nested fields use ``__``, e.g. ``MARKETPULSE_KAFKA__BOOTSTRAP``), an optional YAML file
-(``MARKETPULSE_CONFIG`` or ``Settings.load(path)``), then the defaults below. Components receive the
-object (or the part they need) as an argument; nothing reads the environment deep inside.
+Values come from these sources, highest first:
+
+1. explicit keyword arguments (``Settings(...)``, ``Settings.load(path, **overrides)``);
+2. ``MARKETPULSE_*`` environment variables (nested fields use ``__``, e.g. ``MARKETPULSE_KAFKA__BOOTSTRAP``);
+3. a ``.env`` file in the working directory, same names as the environment variables;
+4. the YAML file: ``--config`` / ``Settings.load(path)``, else ``MARKETPULSE_CONFIG`` (environment or ``.env``);
+5. secret files, one per setting and named like its environment variable
+   (``MARKETPULSE_ELASTICSEARCH__PASSWORD``), in ``MARKETPULSE_SECRETS_DIR``, else in ``/run/secrets``
+   when that directory exists;
+6. the defaults below.
+
+Nested sections merge key by key across sources. Every source is strict: an unknown key in the YAML
+file (at any depth, list items included), an unknown ``MARKETPULSE_*`` variable in the environment or
+``.env``, or an unknown ``MARKETPULSE_*`` secret file raises ``ConfigError`` naming the key and the
+closest valid one. ``MARKETPULSE_*`` variables that are not settings are listed in ``NON_SETTING_ENV``.
+Components receive the object (or the part they need) as an argument; nothing reads the environment
+deep inside.
 """
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import types
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import (BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict,
+                               YamlConfigSettingsSource)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_PREFIX = "MARKETPULSE_"
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
+
+# MARKETPULSE_* variables that are not settings, so the strict check lets them pass: where the
+# settings come from, CLI switches, docker compose's .env, scripts/stack.sh, the tests and benches.
+NON_SETTING_ENV = frozenset({
+    "MARKETPULSE_CONFIG",  # path of the YAML file
+    "MARKETPULSE_SECRETS_DIR",  # directory of secret files
+    "MARKETPULSE_DEBUG",  # CLI: a traceback instead of the one-line error
+    "MARKETPULSE_WEBHOOK_SECRET",  # docker-compose.yml maps it to MARKETPULSE_ALERTS__WEBHOOK_SECRET
+    "MARKETPULSE_CACHE_DIR", "MARKETPULSE_STACK_WAIT_S", "MARKETPULSE_KAFKA_VERSION", "MARKETPULSE_ES_VERSION",
+    "MARKETPULSE_KAFKA_PORT", "MARKETPULSE_KAFKA_CONTROLLER_PORT", "MARKETPULSE_KAFKA_HEAP",
+    "MARKETPULSE_ES_PORT", "MARKETPULSE_ES_HEAP", "MARKETPULSE_ES_USER",  # scripts/stack.sh
+    "MARKETPULSE_REQUIRE_STACK", "MARKETPULSE_TEST_GRAFANA_URL", "MARKETPULSE_TEST_GRAFANA_API_KEY",  # tests
+    "MARKETPULSE_NAB_DIR",  # bench/nab.py
+})
 
 
-class TopicSettings(BaseModel):
+class ConfigError(ValueError):
+    """Settings that cannot be used as given; each problem is one line naming its source and key."""
+
+    def __init__(self, problems: Sequence[str]):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class _Section(BaseModel):
+    # A misspelt key is an error, not a silently ignored extra.
+    model_config = ConfigDict(extra="forbid")
+
+
+class TopicSettings(_Section):
     raw_news: str = "marketpulse.raw.news"
     raw_social: str = "marketpulse.raw.social"
     events: str = "marketpulse.events"
@@ -34,16 +81,18 @@ class TopicSettings(BaseModel):
         return [self.raw_news, self.raw_social]
 
 
-class KafkaSettings(BaseModel):
+class KafkaSettings(_Section):
     bootstrap: str = "127.0.0.1:9092"
     client_id: str = "marketpulse"
     worker_group: str = "marketpulse-worker"
     es_sink_group: str = "marketpulse-es-sink"
     alerter_group: str = "marketpulse-alerter"
+    connect_timeout_s: float = Field(8.0, gt=0, description="how long a command waits for a first broker "
+                                                            "before it gives up (exit code 3)")
     topics: TopicSettings = TopicSettings()
 
 
-class ElasticsearchSettings(BaseModel):
+class ElasticsearchSettings(_Section):
     url: str = "http://127.0.0.1:9200"
     api_key: SecretStr | None = None
     username: str | None = None
@@ -65,13 +114,13 @@ class ElasticsearchSettings(BaseModel):
         return kw
 
 
-class BatchSettings(BaseModel):
+class BatchSettings(_Section):
     max_size: int = Field(64, ge=1, description="records per micro-batch")
     max_latency_ms: int = Field(50, ge=1, description="longest wait to fill a micro-batch")
     max_text_chars: int = Field(20_000, ge=1, description="longer texts are dead-lettered as oversize")
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(_Section):
     backend: Literal["auto", "torch", "onnx", "onnx-int8", "tensorrt"] = "auto"
     artifact_dir: Path = REPO_ROOT / "models" / "artifacts" / "default"
     build_dir: Path = REPO_ROOT / "models" / "build"
@@ -81,12 +130,12 @@ class ModelSettings(BaseModel):
     explain_negative: bool = True
 
 
-class EventTimeSettings(BaseModel):
+class EventTimeSettings(_Section):
     max_future_skew_s: int = Field(300, ge=0, description="events dated further ahead of the wall clock are "
                                                           "dead-lettered by the worker and cannot move event time")
 
 
-class WebhookEndpoint(BaseModel):
+class WebhookEndpoint(_Section):
     url: str
     format: Literal["json", "slack"] = "json"
     secret: SecretStr | None = None
@@ -96,7 +145,7 @@ class WebhookEndpoint(BaseModel):
     retry_budget_s: float = Field(3600.0, gt=0, description="give up once the first attempt is this old")
 
 
-class AlertSettings(BaseModel):
+class AlertSettings(_Section):
     bucket_s: int = Field(60, ge=1, description="time bucket length")
     baseline_buckets: int = Field(180, ge=4, description="trailing buckets in the robust baseline")
     warmup_buckets: int = Field(15, ge=1)
@@ -118,12 +167,16 @@ class AlertSettings(BaseModel):
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> "AlertSettings":
         if not self.clear_threshold < self.threshold <= self.critical_threshold:
-            raise ValueError("alerts: need clear_threshold < threshold <= critical_threshold")
+            raise ValueError(f"need clear_threshold < threshold <= critical_threshold (got {self.clear_threshold:g}, "
+                             f"{self.threshold:g}, {self.critical_threshold:g})")
         return self
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MARKETPULSE_", env_nested_delimiter="__", extra="ignore")
+    # extra="ignore" at the top only: .env may hold docker compose's other variables. Unknown keys
+    # are still refused, by _check_sources, which can say where each one came from.
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", env_file=".env",
+                                      extra="ignore")
 
     kafka: KafkaSettings = KafkaSettings()
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
@@ -136,7 +189,7 @@ class Settings(BaseSettings):
     metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds to")
     state_dir: Path = Field(REPO_ROOT / ".state", description="local state (faust data, caches)")
     log_level: str = "INFO"
-    config_file: Path | None = Field(None, description="optional YAML file with any of these fields")
+    config_file: Path | None = Field(None, description="the YAML file these settings were read from")
 
     @classmethod
     def settings_customise_sources(
@@ -147,32 +200,247 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _YamlSource(settings_cls))
+        init_kwargs: dict[str, Any] = getattr(init_settings, "init_kwargs", {})
+        dotenv: Mapping[str, str | None] = getattr(dotenv_settings, "env_vars", {})
+
+        def named(name: str) -> str | None:
+            """A source location from the environment, else from .env."""
+            return os.environ.get(name) or dotenv.get(name.lower()) or None
+
+        config = init_kwargs.get("config_file") or named("MARKETPULSE_CONFIG_FILE") or named("MARKETPULSE_CONFIG")
+        yaml_source = _StrictYamlSource(settings_cls, Path(config)) if config else None
+        secrets_source = _secrets_source(file_secret_settings, named("MARKETPULSE_SECRETS_DIR"))
+        _check_sources(init_kwargs, dotenv, yaml_source, secrets_source)
+        return tuple(s for s in (init_settings, env_settings, dotenv_settings, yaml_source, secrets_source) if s)
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> "Settings":
+        """Settings with the YAML file at path (else MARKETPULSE_CONFIG, if set) and overrides on top."""
         if path is not None:
             overrides["config_file"] = Path(path)
         return cls(**overrides)
 
 
-class _YamlSource(PydanticBaseSettingsSource):
-    """Reads the YAML file named by MARKETPULSE_CONFIG (or the config_file init argument)."""
+class _StrictYamlSource(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source, with one-line errors for a missing or unreadable file."""
 
-    def __init__(self, settings_cls: type[BaseSettings]):
-        super().__init__(settings_cls)
+    def __init__(self, settings_cls: type[BaseSettings], path: Path):
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {path} {'is a directory' if path.is_dir() else 'does not exist'}")
+        self.path = path
+        super().__init__(settings_cls, yaml_file=path)
+        # The settings say which file they came from.
+        self.init_kwargs.setdefault("config_file", path)
 
-    def get_field_value(self, field, field_name):  # pragma: no cover - unused, __call__ does it all
-        return None, field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        path = self.current_state.get("config_file") or os.environ.get("MARKETPULSE_CONFIG")
-        if not path:
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        raw = Path(file_path).read_bytes()
+        try:
+            data = yaml.safe_load(raw.decode("utf-8-sig"))
+        except UnicodeDecodeError as e:
+            line = raw.count(b"\n", 0, e.start) + 1  # e.start counts after a byte-order mark, close enough
+            raise ConfigError([f"{file_path}: not UTF-8 text (line {line}: byte {e.object[e.start]:#04x})"]) from None
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            raise ConfigError([f"{file_path}: invalid YAML{at}: {getattr(e, 'problem', None) or e}"]) from None
+        if data is None:
             return {}
-        p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file {p} does not exist")
-        data = yaml.safe_load(p.read_text()) or {}
         if not isinstance(data, dict):
-            raise ValueError(f"config file {p} must hold a mapping at the top level")
+            raise ConfigError([f"{file_path}: must hold a mapping of settings at the top level, "
+                               f"not a {type(data).__name__}"])
         return data
+
+
+class _SecretFilesSource(EnvSettingsSource):
+    """One file per secret, named like its environment variable (MARKETPULSE_ELASTICSEARCH__PASSWORD).
+
+    Only MARKETPULSE_* files are read: a shared directory such as /run/secrets also holds other
+    programs' secrets, binary ones included."""
+
+    def __init__(self, settings_cls: type[BaseSettings], directory: Path, _init_state: Any = None):
+        self.directory = directory
+        super().__init__(settings_cls, env_ignore_empty=False, _init_state=_init_state)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        secrets = {}
+        for path in sorted(self.directory.iterdir()):
+            if path.name.upper().startswith(ENV_PREFIX) and path.is_file():
+                try:
+                    secrets[path.name.lower()] = path.read_text(encoding="utf-8").strip()
+                except UnicodeDecodeError:
+                    raise ConfigError([f"secret file {path}: not UTF-8 text"]) from None
+        return secrets
+
+
+def _secrets_source(file_secret_settings: PydanticBaseSettingsSource,
+                    configured: str | None) -> _SecretFilesSource | None:
+    """Secret files from MARKETPULSE_SECRETS_DIR, else /run/secrets (docker's secrets) if it exists."""
+    if configured:
+        directory = Path(configured)
+        if not directory.is_dir():
+            raise ConfigError([f"MARKETPULSE_SECRETS_DIR: {directory} is not a directory"])
+    elif DEFAULT_SECRETS_DIR.is_dir():
+        directory = DEFAULT_SECRETS_DIR
+    else:
+        return None
+    return _SecretFilesSource(file_secret_settings.settings_cls, directory,
+                              _init_state=getattr(file_secret_settings, "_init_state", None))
+
+
+def _check_sources(init_kwargs: Mapping[str, Any], dotenv: Mapping[str, str | None],
+                   yaml_source: "_StrictYamlSource | None", secrets_source: "_SecretFilesSource | None") -> None:
+    problems = [f"arguments: {p}" for p in unknown_keys(Settings, init_kwargs)]
+    problems += [f"environment: {p}" for p in unknown_env_vars(os.environ.items())]
+    problems += [f".env: {p}" for p in unknown_env_vars(dotenv.items())]
+    if yaml_source is not None:
+        problems += [f"{yaml_source.path}: {p}" for p in unknown_keys(Settings, yaml_source.yaml_data)]
+    if secrets_source is not None:
+        problems += [f"secrets in {secrets_source.directory}: {p}"
+                     for p in unknown_env_vars(secrets_source.env_vars.items(), what="file")]
+    if problems:
+        raise ConfigError(problems)
+
+
+# --- unknown keys -----------------------------------------------------------------------------
+
+def _shape(annotation: Any) -> tuple[str, Any] | None:
+    """What a field holds, as far as keys go: ("model", M), ("items", shape), ("values", shape) or None."""
+    origin = get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        return next((s for a in get_args(annotation) if (s := _shape(a)) is not None), None)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return ("model", annotation)
+    args = get_args(annotation)
+    if origin in (list, tuple, set, frozenset, Sequence) and args:
+        inner = _shape(args[0])
+        return ("items", inner) if inner else None
+    if origin in (dict, Mapping) and len(args) == 2:
+        inner = _shape(args[1])
+        return ("values", inner) if inner else None
+    return None
+
+
+def _field(model: type[BaseModel], key: str, any_case: bool = False) -> Any:
+    fields = model.model_fields
+    if key in fields:
+        return fields[key]
+    if any_case:  # top-level keys, like pydantic-settings itself
+        return next((f for name, f in fields.items() if name.lower() == key.lower()), None)
+    return None
+
+
+def _closest(key: str, candidates: Iterable[str]) -> str | None:
+    match = difflib.get_close_matches(key.lower(), [c.lower() for c in candidates], n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _unknown(path: str, key: str, model: type[BaseModel]) -> str:
+    prefix = path[: len(path) - len(key)]
+    best = _closest(key, model.model_fields)
+    if best:
+        return f"unknown key '{path}' (did you mean '{prefix}{best}'?)"
+    return f"unknown key '{path}' (valid: {', '.join(model.model_fields)})"
+
+
+def unknown_keys(model: type[BaseModel], data: Any, path: str = "") -> list[str]:
+    """One message per key of data (nested mappings and list items too) that model does not have."""
+    return _walk(("model", model), data, path, top=not path)
+
+
+def _walk(shape: tuple[str, Any] | None, data: Any, path: str, top: bool = False) -> list[str]:
+    if shape is None:
+        return []
+    kind, inner = shape
+    out: list[str] = []
+    if kind == "model" and isinstance(data, Mapping):
+        for key, value in data.items():
+            here = f"{path}.{key}" if path else str(key)
+            field = _field(inner, str(key), any_case=top)
+            out += [_unknown(here, str(key), inner)] if field is None else _walk(_shape(field.annotation), value, here)
+    elif kind == "items" and isinstance(data, (list, tuple)):
+        for i, item in enumerate(data):
+            out += _walk(inner, item, f"{path}[{i}]")
+    elif kind == "values" and isinstance(data, Mapping):
+        for key, value in data.items():
+            out += _walk(inner, value, f"{path}.{key}")
+    return out
+
+
+def unknown_env_vars(items: Iterable[tuple[str, str | None]], what: str = "variable") -> list[str]:
+    """One message per MARKETPULSE_* name that is neither a setting nor in NON_SETTING_ENV.
+
+    Names are matched without regard to case, as pydantic-settings does; other names never count."""
+    out = []
+    for name, value in sorted(items, key=lambda kv: kv[0].upper()):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in NON_SETTING_ENV:
+            continue
+        problem = _env_problem(upper, value)
+        if problem:
+            out.append(problem if problem.startswith("unknown key") else f"unknown {what} {upper}{problem}")
+    return out
+
+
+def _env_problem(name: str, value: str | None) -> str | None:
+    """None for a known setting, else what follows the name in the message."""
+    parts = name[len(ENV_PREFIX):].lower().split("__")
+    model: type[BaseModel] | None = Settings
+    shape: tuple[str, Any] | None = None
+    for i, part in enumerate(parts):
+        field = _field(model, part) if model is not None else None
+        if field is None:
+            if model is None:  # a plain value has no keys below it
+                return f" (did you mean {ENV_PREFIX}{'__'.join(parts[:i]).upper()}?)"
+            candidates = list(model.model_fields)
+            if model is Settings:
+                candidates += [n[len(ENV_PREFIX):].lower() for n in NON_SETTING_ENV]
+            best = _closest(part, candidates)
+            if not best:
+                return " (no such setting; `marketpulse settings` prints them all)"
+            return f" (did you mean {ENV_PREFIX}{'__'.join([*parts[:i], best, *parts[i + 1:]]).upper()}?)"
+        shape = _shape(field.annotation)
+        if shape is not None and shape[0] == "values":
+            return None  # keys below a mapping field are its own
+        model = shape[1] if shape is not None and shape[0] == "model" else None
+    # A whole section as JSON (MARKETPULSE_ALERTS__WEBHOOKS='[...]'): its keys are checked too.
+    if shape is not None and value:
+        try:
+            data = json.loads(value)
+        except ValueError:
+            return None
+        problems = _walk(shape, data, ".".join(parts))
+        if problems:
+            return f"{problems[0]} in {name}"
+    return None
+
+
+def settings_models() -> dict[str, type[BaseModel]]:
+    """Settings and its sections, by class name (what a ValidationError's title says)."""
+    return {m.__name__: m for m in (Settings, *_Section.__subclasses__())}
+
+
+def hint_for(model_name: str, loc: Sequence[str | int]) -> str | None:
+    """The closest valid key for an extra key at loc of the named settings model, as a dotted path."""
+    shape: tuple[str, Any] | None = ("model", settings_models().get(model_name))
+    if shape[1] is None:
+        return None
+    for part in loc[:-1]:
+        if shape is None:
+            return None
+        kind, inner = shape
+        if kind == "model":
+            field = _field(inner, str(part))
+            if field is None:
+                return None
+            shape = _shape(field.annotation)
+        else:
+            shape = inner
+    if shape is None or shape[0] != "model":
+        return None
+    best = _closest(str(loc[-1]), shape[1].model_fields)
+    return dotted_key([*loc[:-1], best]) if best else None
+
+
+def dotted_key(loc: Sequence[str | int]) -> str:
+    """('alerts', 'webhooks', 0, 'url') -> 'alerts.webhooks[0].url'."""
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
