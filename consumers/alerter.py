@@ -37,6 +37,7 @@ from marketpulse.event_clock import EventClock
 from marketpulse.schemas import Alert
 from marketpulse.settings import Settings
 from marketpulse.wire import InRecord, OutRecord
+from marketpulse.kafka_client import client_kwargs
 
 log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 1
@@ -165,10 +166,10 @@ class Alerter:
         self.group_id = group_id or k.alerter_group
         self.from_time = from_time
         self.es = es or Elasticsearch(**settings.elasticsearch.client_kwargs())
-        self.consumer = KafkaConsumer(bootstrap_servers=k.bootstrap, group_id=self.group_id,
+        self.consumer = KafkaConsumer(**client_kwargs(k), group_id=self.group_id,
                                       client_id=f"{k.client_id}-alerter", enable_auto_commit=False,
                                       auto_offset_reset="earliest", max_poll_records=2000)
-        self.producer = KafkaProducer(bootstrap_servers=k.bootstrap, acks="all", linger_ms=5,
+        self.producer = KafkaProducer(**client_kwargs(k), acks="all", linger_ms=5,
                                       compression_type="gzip", max_request_size=32 * 1024 * 1024)
         # Alerts are found by id in the index right after they fire (dashboards, tests): wait_for.
         self.alert_index = IndexCopy(self.es, settings.elasticsearch.alerts_index, ALERT_MAPPINGS, refresh="wait_for")
@@ -210,7 +211,7 @@ class Alerter:
 
     def _load_snapshot(self) -> dict | None:
         topic = self.s.kafka.topics.alerter_state
-        reader = KafkaConsumer(bootstrap_servers=self.s.kafka.bootstrap, enable_auto_commit=False,
+        reader = KafkaConsumer(**client_kwargs(self.s.kafka), enable_auto_commit=False,
                                group_id=None, max_partition_fetch_bytes=64 * 1024 * 1024,
                                fetch_max_bytes=64 * 1024 * 1024)
         try:

@@ -26,6 +26,7 @@ from marketpulse import metrics, wire
 from marketpulse.consumer_loop import ConsumerLoop, KafkaSink, KafkaSource, Sink, Source, Stopped, call_retrying
 from marketpulse.settings import Settings
 from marketpulse.wire import InRecord, Rejection
+from marketpulse.kafka_client import client_kwargs
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -236,10 +237,10 @@ class EsSink:
         self.es = es or Elasticsearch(**settings.elasticsearch.client_kwargs())
         k = settings.kafka
         self.consumer = KafkaConsumer(
-            k.topics.events, bootstrap_servers=k.bootstrap, group_id=self.group_id,
+            k.topics.events, **client_kwargs(k), group_id=self.group_id,
             client_id=f"{k.client_id}-es-sink", enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=settings.elasticsearch.bulk_max_docs, max_poll_interval_ms=600_000)
-        self.producer = KafkaProducer(bootstrap_servers=k.bootstrap, acks="all", linger_ms=5)
+        self.producer = KafkaProducer(**client_kwargs(k), acks="all", linger_ms=5)
 
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()

@@ -35,6 +35,7 @@ from marketpulse import metrics, wire
 from marketpulse.consumer_loop import ConsumerLoop, KafkaSink, KafkaSource, Sink, Source
 from marketpulse.settings import Settings, WebhookEndpoint
 from marketpulse.wire import InRecord, OutRecord
+from marketpulse.kafka_client import client_kwargs
 
 log = logging.getLogger(__name__)
 HISTORY_WINDOW_S = 24 * 3600  # how far back the delivery log is read at start
@@ -119,7 +120,7 @@ class DeliveryHandler:
 def read_history(settings: Settings, history: DeliveryHistory, since_s: float = HISTORY_WINDOW_S) -> None:
     """Fills ``history`` from the deliveries topic's last ``since_s`` seconds."""
     topic = settings.kafka.topics.webhook_deliveries
-    reader = KafkaConsumer(bootstrap_servers=settings.kafka.bootstrap, enable_auto_commit=False, group_id=None)
+    reader = KafkaConsumer(**client_kwargs(settings.kafka), enable_auto_commit=False, group_id=None)
     try:
         parts = reader.partitions_for_topic(topic)
         if not parts:
@@ -147,7 +148,7 @@ class _AlertsSource(KafkaSource):
 
     def __init__(self, settings: Settings, group: str):
         k = settings.kafka
-        super().__init__(KafkaConsumer(bootstrap_servers=k.bootstrap, group_id=group, enable_auto_commit=False,
+        super().__init__(KafkaConsumer(**client_kwargs(k), group_id=group, enable_auto_commit=False,
                                        client_id=f"{k.client_id}-webhooks", max_poll_records=1,
                                        auto_offset_reset="latest"))
         self.topic = k.topics.alerts

@@ -79,7 +79,8 @@ def register(app: typer.Typer) -> None:
         time_fields = {ds["uid"]: ds["jsonData"]["timeField"] for ds in provisioned_datasources()
                        if ds["type"] == "elasticsearch"}
         try:
-            with Elasticsearch(es_url, request_timeout=10) as es:
+            # the settings' auth and TLS, with the URL as this machine sees it
+            with Elasticsearch(**{**s.elasticsearch.client_kwargs(), "hosts": [es_url], "request_timeout": 10}) as es:
                 results = esquery.check(es, load_dashboards(), indices, time_fields, esquery.default_range(hours))
         except (EsConnectionError, ConnectionTimeout) as exc:  # named here: --es-url may differ from the settings
             raise unreachable("Elasticsearch", es_url, exc, "--es-url or elasticsearch.url") from exc

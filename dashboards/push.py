@@ -79,12 +79,35 @@ def datasource_payloads(es_url: str, prometheus_url: str | None,
             body["url"] = es_url
             if ds["uid"] in indices:
                 body["jsonData"]["index"] = indices[ds["uid"]]
+            if es_settings is not None:
+                _with_es_auth(body, es_settings)
         elif ds["type"] == "prometheus":
             if not prometheus_url:
                 continue  # the pipeline dashboard then shows "datasource not found" until one is pushed
             body["url"] = prometheus_url
         payloads.append(body)
     return payloads
+
+
+def _with_es_auth(body: dict[str, Any], es: ElasticsearchSettings) -> None:
+    """Grafana queries Elasticsearch itself: it needs the same credentials and trust as marketpulse
+    (secrets go to secureJsonData, which Grafana encrypts and never returns)."""
+    secure: dict[str, str] = {}
+    if es.api_key is not None:
+        body["jsonData"]["httpHeaderName1"] = "Authorization"
+        secure["httpHeaderValue1"] = f"ApiKey {es.api_key.get_secret_value()}"
+    elif es.username:
+        body["basicAuth"] = True
+        body["basicAuthUser"] = es.username
+        secure["basicAuthPassword"] = es.password.get_secret_value() if es.password else ""
+    if es.url.startswith("https:"):
+        if es.ca_file is not None:
+            body["jsonData"]["tlsAuthWithCACert"] = True
+            secure["tlsCACert"] = Path(es.ca_file).read_text()
+        if not es.verify_certs:
+            body["jsonData"]["tlsSkipVerify"] = True
+    if secure:
+        body["secureJsonData"] = secure
 
 
 @dataclass

@@ -6,10 +6,10 @@ from contextlib import contextmanager
 from typing import Iterator
 
 from kafka import KafkaAdminClient
-from kafka import errors as kafka_errors
 from kafka.admin import NewTopic
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
 
+from marketpulse.kafka_client import client_kwargs
 from marketpulse.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -29,18 +29,10 @@ def wanted_topics(kafka: KafkaSettings) -> list[NewTopic]:
 
 def connect_admin(kafka: KafkaSettings) -> KafkaAdminClient:
     """An admin client, or KafkaConnectionError naming the address once kafka.connect_timeout_s has passed."""
-    timeout_ms = int(kafka.connect_timeout_s * 1000)
-    # kafka-python 3 calls the first-connection wait bootstrap_timeout_ms, 2.x api_version_auto_timeout_ms.
-    wait = "bootstrap_timeout_ms" if "bootstrap_timeout_ms" in KafkaAdminClient.DEFAULT_CONFIG \
-        else "api_version_auto_timeout_ms"
-    # What an unreachable bootstrap raises: NoBrokersAvailable in kafka-python 2.x, KafkaTimeoutError in 3.
-    unreachable = (KafkaTimeoutError, KafkaConnectionError,
-                   getattr(kafka_errors, "NoBrokersAvailable", KafkaTimeoutError))
     try:
         with _quiet("kafka"):
-            return KafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id=f"{kafka.client_id}-admin",
-                                    **{wait: timeout_ms})
-    except unreachable as e:
+            return KafkaAdminClient(**client_kwargs(kafka, client_id=f"{kafka.client_id}-admin"))
+    except (KafkaTimeoutError, KafkaConnectionError) as e:
         raise KafkaConnectionError(f"no broker answered at {kafka.bootstrap} within {kafka.connect_timeout_s:g} s"
                                    ) from e
 

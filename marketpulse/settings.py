@@ -47,6 +47,7 @@ NON_SETTING_ENV = frozenset({
     "MARKETPULSE_CACHE_DIR", "MARKETPULSE_STACK_WAIT_S", "MARKETPULSE_KAFKA_VERSION", "MARKETPULSE_ES_VERSION",
     "MARKETPULSE_KAFKA_PORT", "MARKETPULSE_KAFKA_CONTROLLER_PORT", "MARKETPULSE_KAFKA_HEAP",
     "MARKETPULSE_ES_PORT", "MARKETPULSE_ES_HEAP", "MARKETPULSE_ES_USER",  # scripts/stack.sh
+    "MARKETPULSE_STACK_SECURE", "MARKETPULSE_KAFKA_SECURE_PORT", "MARKETPULSE_ES_SECURE_PORT",  # its secured mode
     "MARKETPULSE_REQUIRE_STACK", "MARKETPULSE_TEST_GRAFANA_URL", "MARKETPULSE_TEST_GRAFANA_API_KEY",  # tests
     "MARKETPULSE_NAB_DIR",  # bench/nab.py
 })
@@ -81,6 +82,39 @@ class TopicSettings(_Section):
         return [self.raw_news, self.raw_social]
 
 
+class KafkaSecurity(_Section):
+    """How every Kafka client of marketpulse connects (producers, consumers, admin, the faust worker)."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = Field(None, description="PEM CA bundle that signed the brokers' certificates "
+                                                   "(default: the system's trust store)")
+    cert_file: Path | None = Field(None, description="client certificate (PEM) for mutual TLS")
+    key_file: Path | None = Field(None, description="client private key (PEM) for mutual TLS")
+    key_password: SecretStr | None = None
+    check_hostname: bool = Field(True, description="the broker's certificate must name the host connected to")
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @model_validator(mode="after")
+    def _complete(self) -> "KafkaSecurity":
+        if self.uses_sasl and not (self.username and self.password):
+            raise ValueError(f"protocol {self.protocol} needs username and password")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("mutual TLS needs both cert_file and key_file")
+        if not self.uses_tls and (self.ca_file or self.cert_file):
+            raise ValueError(f"ca_file/cert_file are for SSL or SASL_SSL, not {self.protocol}")
+        return self
+
+
 class KafkaSettings(_Section):
     bootstrap: str = "127.0.0.1:9092"
     client_id: str = "marketpulse"
@@ -90,6 +124,7 @@ class KafkaSettings(_Section):
     connect_timeout_s: float = Field(8.0, gt=0, description="how long a command waits for a first broker "
                                                             "before it gives up (exit code 3)")
     topics: TopicSettings = TopicSettings()
+    security: KafkaSecurity = KafkaSecurity()
 
 
 class ElasticsearchSettings(_Section):
@@ -97,6 +132,10 @@ class ElasticsearchSettings(_Section):
     api_key: SecretStr | None = None
     username: str | None = None
     password: SecretStr | None = None
+    ca_file: Path | None = Field(None, description="PEM CA bundle for an https url (default: the system's)")
+    ssl_fingerprint: str | None = Field(None, description="SHA-256 fingerprint of the server certificate "
+                                                          "(hex, as Elasticsearch prints at first start)")
+    verify_certs: bool = Field(True, description="check the server certificate; off only for experiments")
     index_prefix: str = "marketpulse-events"
     alerts_index: str = "marketpulse-alerts"
     deliveries_index: str = "marketpulse-webhook-deliveries"
@@ -111,6 +150,12 @@ class ElasticsearchSettings(_Section):
             kw["api_key"] = self.api_key.get_secret_value()
         elif self.username:
             kw["basic_auth"] = (self.username, self.password.get_secret_value() if self.password else "")
+        if self.url.startswith("https:"):
+            if self.ca_file is not None:
+                kw["ca_certs"] = str(self.ca_file)
+            if self.ssl_fingerprint:
+                kw["ssl_assert_fingerprint"] = self.ssl_fingerprint.replace(":", "").lower()
+            kw["verify_certs"] = self.verify_certs
         return kw
 
 

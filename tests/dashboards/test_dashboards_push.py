@@ -81,3 +81,24 @@ def test_wrong_password_on_a_live_grafana_is_an_auth_error():
     result = run("--url", base, "--user", "admin", "--password", "definitely-wrong")
     assert result.exit_code == 1
     assert "rejected the credentials: HTTP 401" in result.output
+
+
+def test_the_elasticsearch_datasources_carry_the_settings_auth_and_ca(tmp_path):
+    from marketpulse.settings import ElasticsearchSettings
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    basic = ElasticsearchSettings(url="https://es:9200", username="elastic", password="pw", ca_file=ca)
+    keyed = ElasticsearchSettings(url="https://es:9200", api_key="k3y", verify_certs=False)
+    for settings, check in (
+        (basic, lambda b: b["basicAuth"] and b["basicAuthUser"] == "elastic"
+         and b["secureJsonData"] == {"basicAuthPassword": "pw", "tlsCACert": ca.read_text()}
+         and b["jsonData"]["tlsAuthWithCACert"] is True),
+        (keyed, lambda b: b["jsonData"]["httpHeaderName1"] == "Authorization"
+         and b["secureJsonData"] == {"httpHeaderValue1": "ApiKey k3y"} and b["jsonData"]["tlsSkipVerify"] is True),
+    ):
+        es_bodies = [b for b in datasource_payloads("https://es:9200", None, es_settings=settings)
+                     if b["type"] == "elasticsearch"]
+        assert len(es_bodies) == 2 and all(check(b) for b in es_bodies), es_bodies
+    plain = datasource_payloads("http://es:9200", None, es_settings=ElasticsearchSettings(url="http://es:9200"))
+    assert not any("secureJsonData" in b or "basicAuth" in b for b in plain)
