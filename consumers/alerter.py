@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from elasticsearch import Elasticsearch
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import TopicPartition
 
 from consumers.alerting import DetectorConfig, SpikeMonitor
 from consumers.es_index import ALERT_MAPPINGS, IndexCopy
@@ -37,7 +37,7 @@ from marketpulse.event_clock import EventClock
 from marketpulse.schemas import Alert
 from marketpulse.settings import Settings
 from marketpulse.wire import InRecord, OutRecord
-from marketpulse.kafka_client import client_kwargs
+from marketpulse import kafka_client
 
 log = logging.getLogger(__name__)
 SNAPSHOT_VERSION = 1
@@ -166,10 +166,10 @@ class Alerter:
         self.group_id = group_id or k.alerter_group
         self.from_time = from_time
         self.es = es or Elasticsearch(**settings.elasticsearch.client_kwargs())
-        self.consumer = KafkaConsumer(**client_kwargs(k), group_id=self.group_id,
+        self.consumer = kafka_client.consumer(k, group_id=self.group_id,
                                       client_id=f"{k.client_id}-alerter", enable_auto_commit=False,
                                       auto_offset_reset="earliest", max_poll_records=2000)
-        self.producer = KafkaProducer(**client_kwargs(k), acks="all", linger_ms=5,
+        self.producer = kafka_client.producer(k, acks="all", linger_ms=5,
                                       compression_type="gzip", max_request_size=32 * 1024 * 1024)
         # Alerts are found by id in the index right after they fire (dashboards, tests): wait_for.
         self.alert_index = IndexCopy(self.es, settings.elasticsearch.alerts_index, ALERT_MAPPINGS, refresh="wait_for")
@@ -211,7 +211,7 @@ class Alerter:
 
     def _load_snapshot(self) -> dict | None:
         topic = self.s.kafka.topics.alerter_state
-        reader = KafkaConsumer(**client_kwargs(self.s.kafka), enable_auto_commit=False,
+        reader = kafka_client.consumer(self.s.kafka, enable_auto_commit=False,
                                group_id=None, max_partition_fetch_bytes=64 * 1024 * 1024,
                                fetch_max_bytes=64 * 1024 * 1024)
         try:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer
 from kafka.errors import CommitFailedError, KafkaError
 
 from consumers.es_index import daily_index, ensure_event_template, to_document
@@ -26,7 +26,7 @@ from marketpulse import metrics, wire
 from marketpulse.consumer_loop import ConsumerLoop, KafkaSink, KafkaSource, Sink, Source, Stopped, call_retrying
 from marketpulse.settings import Settings
 from marketpulse.wire import InRecord, Rejection
-from marketpulse.kafka_client import client_kwargs
+from marketpulse import kafka_client
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -236,11 +236,11 @@ class EsSink:
         self.max_backoff_s = max_backoff_s
         self.es = es or Elasticsearch(**settings.elasticsearch.client_kwargs())
         k = settings.kafka
-        self.consumer = KafkaConsumer(
-            k.topics.events, **client_kwargs(k), group_id=self.group_id,
+        self.consumer = kafka_client.consumer(
+            k, k.topics.events, group_id=self.group_id,
             client_id=f"{k.client_id}-es-sink", enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=settings.elasticsearch.bulk_max_docs, max_poll_interval_ms=600_000)
-        self.producer = KafkaProducer(**client_kwargs(k), acks="all", linger_ms=5)
+        self.producer = kafka_client.producer(k, acks="all", linger_ms=5)
 
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or threading.Event()

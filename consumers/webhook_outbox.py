@@ -26,7 +26,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from consumers.es_index import DELIVERY_MAPPINGS, IndexCopy
@@ -35,7 +35,7 @@ from marketpulse import metrics, wire
 from marketpulse.consumer_loop import ConsumerLoop, KafkaSink, KafkaSource, Sink, Source
 from marketpulse.settings import Settings, WebhookEndpoint
 from marketpulse.wire import InRecord, OutRecord
-from marketpulse.kafka_client import client_kwargs
+from marketpulse import kafka_client
 
 log = logging.getLogger(__name__)
 HISTORY_WINDOW_S = 24 * 3600  # how far back the delivery log is read at start
@@ -120,7 +120,7 @@ class DeliveryHandler:
 def read_history(settings: Settings, history: DeliveryHistory, since_s: float = HISTORY_WINDOW_S) -> None:
     """Fills ``history`` from the deliveries topic's last ``since_s`` seconds."""
     topic = settings.kafka.topics.webhook_deliveries
-    reader = KafkaConsumer(**client_kwargs(settings.kafka), enable_auto_commit=False, group_id=None)
+    reader = kafka_client.consumer(settings.kafka, enable_auto_commit=False, group_id=None)
     try:
         parts = reader.partitions_for_topic(topic)
         if not parts:
@@ -148,7 +148,7 @@ class _AlertsSource(KafkaSource):
 
     def __init__(self, settings: Settings, group: str):
         k = settings.kafka
-        super().__init__(KafkaConsumer(**client_kwargs(k), group_id=group, enable_auto_commit=False,
+        super().__init__(kafka_client.consumer(k, group_id=group, enable_auto_commit=False,
                                        client_id=f"{k.client_id}-webhooks", max_poll_records=1,
                                        auto_offset_reset="latest"))
         self.topic = k.topics.alerts

@@ -69,6 +69,7 @@ def register(app: typer.Typer) -> None:
         """Run every Elasticsearch panel query of the dashboards and report which return no data."""
         from elasticsearch import AuthenticationException, AuthorizationException, ConnectionTimeout, Elasticsearch
         from elasticsearch import ConnectionError as EsConnectionError
+        from elastic_transport import TlsError
 
         from dashboards import esquery
         from dashboards.push import es_indices, load_dashboards, provisioned_datasources
@@ -83,6 +84,8 @@ def register(app: typer.Typer) -> None:
             with Elasticsearch(**{**s.elasticsearch.client_kwargs(), "hosts": [es_url], "request_timeout": 10}) as es:
                 results = esquery.check(es, load_dashboards(), indices, time_fields, esquery.default_range(hours))
         except (EsConnectionError, ConnectionTimeout) as exc:  # named here: --es-url may differ from the settings
+            if isinstance(exc, TlsError):
+                raise  # not unreachable: a certificate setting to fix (the CLI's error handler says which)
             raise unreachable("Elasticsearch", es_url, exc, "--es-url or elasticsearch.url") from exc
         except (AuthenticationException, AuthorizationException):
             raise  # exit code 2, reported by the CLI

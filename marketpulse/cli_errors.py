@@ -101,6 +101,9 @@ def describe(exc: BaseException, settings: Settings | None = None) -> tuple[int,
 
 def _service_error(exc: BaseException, settings: Settings | None) -> tuple[int, list[str]] | None:
     # Only libraries already imported can have raised: checking sys.modules keeps --help fast.
+    client = sys.modules.get("marketpulse.kafka_client")
+    if client is not None and isinstance(exc, (client.KafkaAuthFailed, client.KafkaTlsFailed)):
+        return EXIT_USAGE, [_reason(exc)]
     kafka = sys.modules.get("kafka.errors")
     if kafka is not None:
         down = tuple(getattr(kafka, n) for n in ("NoBrokersAvailable", "KafkaConnectionError", "KafkaTimeoutError")
@@ -117,6 +120,12 @@ def _service_error(exc: BaseException, settings: Settings | None) -> tuple[int, 
     transport = sys.modules.get("elastic_transport")
     if transport is not None:
         url = settings.elasticsearch.url if settings else None
+        if isinstance(exc, transport.TlsError):  # before ConnectionError, its base: a setting to fix
+            text = str(exc)
+            detail = (text.split("certificate verify failed:")[-1].split("(_ssl")[0].strip()
+                      if "certificate verify failed" in text else _reason(exc))
+            return EXIT_USAGE, [f"TLS with Elasticsearch at {url} failed ({detail}); set elasticsearch.ca_file "
+                                f"or elasticsearch.ssl_fingerprint"]
         if isinstance(exc, (transport.ConnectionError, transport.ConnectionTimeout)):
             return EXIT_UNREACHABLE, [_cannot_reach("Elasticsearch", url, exc, "elasticsearch.url")]
         if isinstance(exc, transport.ApiError):

@@ -1,16 +1,37 @@
-"""Kafka connection arguments, mapped once from the settings for every client marketpulse makes.
+"""Kafka clients, made in one place from the settings.
 
-kafka-python's producers, consumers and admin clients take ``client_kwargs``; the faust worker
-(aiokafka) takes the same ``ssl_context`` through its credentials (``stream/app.py``). TLS is one
-``ssl.SSLContext`` for all of them: the CA file (else the system trust store), an optional client
+``producer``/``consumer``/``admin`` build kafka-python clients with the security arguments
+(``client_kwargs``) and a bounded first connection (``kafka.connect_timeout_s``). When that first
+connection fails, the reason the library only logged becomes the error: ``KafkaAuthFailed`` for
+credentials the broker rejected, ``KafkaTlsFailed`` for a certificate that is not trusted, else
+``KafkaConnectionError`` (no broker answered). The faust worker (aiokafka) takes the same
+``ssl_context`` through its credentials (``stream/app.py``).
+
+TLS is one ``ssl.SSLContext``: the CA file (else the system trust store), an optional client
 certificate for mutual TLS, and the hostname check.
 """
 from __future__ import annotations
 
+import logging
 import ssl
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from marketpulse.settings import KafkaSecurity, KafkaSettings
+
+T = TypeVar("T")
+
+
+class KafkaAuthFailed(KafkaError):
+    """The broker rejected the SASL credentials."""
+
+
+class KafkaTlsFailed(KafkaError):
+    """The TLS handshake failed: the broker's certificate is not trusted, or does not name the host."""
 
 
 def ssl_context(security: KafkaSecurity) -> ssl.SSLContext | None:
@@ -25,8 +46,8 @@ def ssl_context(security: KafkaSecurity) -> ssl.SSLContext | None:
 
 
 def client_kwargs(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
-    """``bootstrap_servers``, the security arguments and the bounded first-connection wait, for
-    ``KafkaProducer``/``KafkaConsumer``/``KafkaAdminClient``; ``extra`` is the client's own."""
+    """``bootstrap_servers``, the security arguments and the bounded first-connection wait, for any
+    kafka-python client; ``extra`` is the client's own."""
     sec = kafka.security
     kw: dict[str, Any] = {"bootstrap_servers": kafka.bootstrap, "security_protocol": sec.protocol,
                           "bootstrap_timeout_ms": int(kafka.connect_timeout_s * 1000)}
@@ -37,3 +58,69 @@ def client_kwargs(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
         kw["sasl_plain_username"] = sec.username
         kw["sasl_plain_password"] = sec.password.get_secret_value() if sec.password else None
     return {**kw, **extra}
+
+
+def producer(kafka: KafkaSettings, **kw: Any) -> KafkaProducer:
+    return _connect(kafka, lambda: KafkaProducer(**client_kwargs(kafka, **kw)))
+
+
+def consumer(kafka: KafkaSettings, *topics: str, **kw: Any) -> KafkaConsumer:
+    return _connect(kafka, lambda: KafkaConsumer(*topics, **client_kwargs(kafka, **kw)))
+
+
+def admin(kafka: KafkaSettings, **kw: Any) -> KafkaAdminClient:
+    return _connect(kafka, lambda: KafkaAdminClient(**client_kwargs(kafka, **kw)))
+
+
+class _Reasons(logging.Handler):
+    """Keeps what kafka-python logs about failed connection attempts (it retries, then times out
+    with a message that says only "Unable to bootstrap")."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _reasons() -> Iterator[_Reasons]:
+    logger = logging.getLogger("kafka")
+    handler, level, propagate = _Reasons(), logger.level, logger.propagate
+    logger.addHandler(handler)
+    # Each failed attempt is logged; the one error raised below says it all.
+    logger.setLevel(logging.WARNING)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def _connect(kafka: KafkaSettings, make: Callable[[], T]) -> T:
+    with _reasons() as seen:
+        try:
+            return make()
+        except (KafkaTimeoutError, KafkaConnectionError) as exc:
+            raise diagnose(kafka, seen.messages) from exc
+
+
+def diagnose(kafka: KafkaSettings, messages: list[str]) -> KafkaError:
+    """The error a failed first connection deserves, from what the library logged meanwhile."""
+    where = f"Kafka at {kafka.bootstrap}"
+    if any("SaslAuthenticationFailed" in m or "Authentication failed" in m for m in messages):
+        return KafkaAuthFailed(f"{where} rejected the credentials of {kafka.security.username!r} "
+                               f"({kafka.security.sasl_mechanism}); check kafka.security.username/password")
+    for m in messages:
+        if "certificate verify failed" in m:
+            detail = m.split("certificate verify failed:")[-1].split("(_ssl")[0].strip()
+            return KafkaTlsFailed(f"{where}: TLS certificate not trusted ({detail}); set kafka.security.ca_file "
+                                  f"to the CA that signed it")
+    for m in messages:
+        if "Handshake failed" in m:
+            return KafkaTlsFailed(f"{where}: TLS handshake failed ({m.split('Handshake failed:')[-1].strip()[:200]}); "
+                                  f"check kafka.security.protocol and the broker's listener")
+    return KafkaConnectionError(f"no broker answered at {kafka.bootstrap} within {kafka.connect_timeout_s:g} s")

@@ -2,14 +2,12 @@
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
-from typing import Iterator
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
-from kafka.errors import KafkaConnectionError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import TopicAlreadyExistsError
 
-from marketpulse.kafka_client import client_kwargs
+from marketpulse import kafka_client
 from marketpulse.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
@@ -28,25 +26,8 @@ def wanted_topics(kafka: KafkaSettings) -> list[NewTopic]:
 
 
 def connect_admin(kafka: KafkaSettings) -> KafkaAdminClient:
-    """An admin client, or KafkaConnectionError naming the address once kafka.connect_timeout_s has passed."""
-    try:
-        with _quiet("kafka"):
-            return KafkaAdminClient(**client_kwargs(kafka, client_id=f"{kafka.client_id}-admin"))
-    except (KafkaTimeoutError, KafkaConnectionError) as e:
-        raise KafkaConnectionError(f"no broker answered at {kafka.bootstrap} within {kafka.connect_timeout_s:g} s"
-                                   ) from e
-
-
-@contextmanager
-def _quiet(logger_name: str) -> Iterator[None]:
-    """Mutes a library's logger: each failed connection attempt is logged, the raised error says it all."""
-    logger = logging.getLogger(logger_name)
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+    """An admin client; a failed first connection raises the error that says why (kafka_client)."""
+    return kafka_client.admin(kafka, client_id=f"{kafka.client_id}-admin")
 
 
 def ensure_topics(kafka: KafkaSettings, topics: list[NewTopic] | None = None) -> list[str]:

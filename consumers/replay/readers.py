@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from elasticsearch import Elasticsearch
-from kafka import KafkaConsumer, TopicPartition
+from kafka import TopicPartition
 
 from pydantic import ValidationError
 
@@ -24,7 +24,7 @@ from marketpulse.event_clock import EventClock
 from marketpulse.schemas import LabeledEvent
 from marketpulse.settings import Settings
 from marketpulse.wire import InRecord
-from marketpulse.kafka_client import client_kwargs
+from marketpulse import kafka_client
 
 log = logging.getLogger(__name__)
 EVENT_FIELDS = frozenset(LabeledEvent.model_fields)
@@ -97,7 +97,7 @@ def read_kafka(settings: Settings, start: datetime, end: datetime, clock: EventC
     k = settings.kafka
     topic = topic or k.topics.events
     lateness = clock.allowed_lateness_s
-    consumer = KafkaConsumer(**client_kwargs(k), group_id=None, enable_auto_commit=False,
+    consumer = kafka_client.consumer(k, group_id=None, enable_auto_commit=False,
                              client_id=f"{k.client_id}-replay", auto_offset_reset="earliest",
                              max_poll_records=2000, consumer_timeout_ms=poll_timeout_ms)
     try:
