@@ -41,6 +41,8 @@ status:
 
 # Starts the stack if it is not running, stops it afterwards only if this target started it.
 # MARKETPULSE_REQUIRE_STACK=1 turns "server unreachable" from a skip into a failure.
+# The tests use the secured listener and node too (MARKETPULSE_STACK_SECURE=1).
+test: export MARKETPULSE_STACK_SECURE := 1
 test: setup
 	@started=0; scripts/stack.sh status >/dev/null 2>&1 || { scripts/stack.sh up || exit 1; started=1; }; \
 	MARKETPULSE_REQUIRE_STACK=1 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \

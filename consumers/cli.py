@@ -107,6 +107,7 @@ def register(app: typer.Typer) -> None:
         from marketpulse.kafka_topics import ensure_topics
 
         s = _settings(config)
+        s.require_own_secrets(alerter=True)
         ensure_topics(s.kafka)
         metrics.serve(s.metrics_port, s.metrics_host)
         start = datetime.fromisoformat(from_time) if from_time else None

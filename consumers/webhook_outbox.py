@@ -94,7 +94,7 @@ class DeliveryHandler:
                 continue
             did = delivery_id(alert, self.delivery.ep)
             if self.history.is_final(did):
-                log.info("alert %s already delivered or given up for %s: not sent again", did, self.delivery.ep.url)
+                log.info("alert %s already delivered or given up for %s: not sent again", did, self.delivery.ep.masked_url)
                 continue
             self.delivery.deliver(alert, self.history.resume(did))
 

@@ -157,7 +157,7 @@ class EndpointDelivery:
                 resp = self.client.post(self.ep.url, content=body, headers=headers)
                 status = resp.status_code
                 if resp.is_success:
-                    return self._report(Attempt(did, alert["id"], self.ep.url, attempt, "delivered", status, None,
+                    return self._report(Attempt(did, alert["id"], self.ep.masked_url, attempt, "delivered", status, None,
                                                 _now(), _ms(t0)))
                 error = f"HTTP {status}"
                 retry_after = _retry_after(resp.headers.get("Retry-After"))
@@ -173,7 +173,7 @@ class EndpointDelivery:
             out_of_budget = time.time() - started + delay > self.ep.retry_budget_s
             final = (out_of_budget or (self.ep.max_attempts is not None and attempt >= self.ep.max_attempts)
                      or (status is not None and 400 <= status < 500 and status not in (408, 429)))
-            last = self._report(Attempt(did, alert["id"], self.ep.url, attempt, "gave_up" if final else "failed",
+            last = self._report(Attempt(did, alert["id"], self.ep.masked_url, attempt, "gave_up" if final else "failed",
                                         status, error, _now(), _ms(t0)))
             if final:
                 return last

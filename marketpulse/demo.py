@@ -7,6 +7,9 @@ and stops the processes it started.
 """
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -22,10 +25,27 @@ from marketpulse.settings import Settings
 console = Console()
 
 
-def _start(command: list[str], log_dir: Path, config: Path | None) -> subprocess.Popen:
+def _start(command: list[str], log_dir: Path, config: Path | None, env: dict[str, str]) -> subprocess.Popen:
     log = open(log_dir / f"{command[0]}.log", "ab")
     args = [sys.executable, "-m", "marketpulse.cli", *command] + (["--config", str(config)] if config else [])
-    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, **env})
+
+
+def demo_secrets(s: Settings) -> dict[str, str]:
+    """Random keys for the demo's processes where the settings still hold the public defaults,
+    made once per state folder (so pseudonyms stay stable across demo runs) and kept there."""
+    wanted = s.insecure_defaults(worker=True, alerter=True)
+    if not wanted or s.allow_insecure_defaults:
+        return {}
+    path = s.state_dir / "demo-secrets.json"
+    saved: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    for name in ("pseudonym_key", "alerts.webhook_secret"):
+        saved.setdefault(name, secrets.token_hex(32))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(saved))
+    path.chmod(0o600)
+    return {f"MARKETPULSE_{name.upper().replace('.', '__')}": saved[name] for name in wanted}
 
 
 def _stop(procs: dict[str, subprocess.Popen]) -> None:
@@ -74,7 +94,8 @@ def run_demo(settings: Settings, config: Path | None, live_s: float, history_s: 
     # events (and the live alerter's saved state) stay out of this run's baseline.
     alerter = ["alerter", "--group", f"{s.kafka.alerter_group}-demo-{start:%Y%m%d%H%M%S}",
                "--from-time", since.isoformat()]
-    procs = {cmd[0]: _start(cmd, log_dir, config) for cmd in (["worker"], ["sink"], alerter)}
+    env = demo_secrets(s)
+    procs = {cmd[0]: _start(cmd, log_dir, config, env) for cmd in (["worker"], ["sink"], alerter)}
     console.print(f"started worker, ES sink and alerter (logs in {log_dir})")
     try:
         console.print(f"backfilling {history_s / 60:.0f} min of quiet history at {rate}/s …")

@@ -21,21 +21,25 @@ deep inside.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
 import os
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_serializer, model_validator
 from pydantic_settings import (BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict,
                                YamlConfigSettingsSource)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_PREFIX = "MARKETPULSE_"
 DEFAULT_SECRETS_DIR = Path("/run/secrets")
+DEFAULT_PSEUDONYM_KEY = "marketpulse-local-pseudonym-key"
+DEFAULT_WEBHOOK_SECRET = "change-me"
 
 # MARKETPULSE_* variables that are not settings, so the strict check lets them pass: where the
 # settings come from, CLI switches, docker compose's .env, scripts/stack.sh, the tests and benches.
@@ -180,14 +184,33 @@ class EventTimeSettings(_Section):
                                                           "dead-lettered by the worker and cannot move event time")
 
 
+def mask_url(url: str) -> str:
+    """A URL safe to show: scheme and host, the rest replaced by a short hash that still tells
+    endpoints apart. Webhook URLs are bearer secrets (a Slack hook's path is its only key)."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return "***"
+    digest = hashlib.sha256(url.encode()).hexdigest()[:8]
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}/***{digest}"
+
+
 class WebhookEndpoint(_Section):
-    url: str
+    url: str = Field(..., description="shown masked (scheme, host and a hash) in logs, settings and the delivery log")
     format: Literal["json", "slack"] = "json"
     secret: SecretStr | None = None
     timeout_s: float = 5.0
     max_attempts: int | None = Field(None, ge=1, description="give up after this many attempts (default: "
                                                             "only the time budget limits retries)")
     retry_budget_s: float = Field(3600.0, gt=0, description="give up once the first attempt is this old")
+
+    @property
+    def masked_url(self) -> str:
+        return mask_url(self.url)
+
+    @field_serializer("url", when_used="json")
+    def _url_masked(self, url: str) -> str:
+        return mask_url(url)
 
 
 class AlertSettings(_Section):
@@ -207,7 +230,8 @@ class AlertSettings(_Section):
     max_keys: int = Field(5000, ge=3, description="live keys (one detector each); beyond it the longest-quiet "
                                                   "key is forgotten to make room")
     webhooks: list[WebhookEndpoint] = []
-    webhook_secret: SecretStr = SecretStr("change-me")
+    webhook_secret: SecretStr = Field(SecretStr(DEFAULT_WEBHOOK_SECRET), description="HMAC secret of endpoints "
+                                      "without their own; the alerter refuses the public default")
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> "AlertSettings":
@@ -229,7 +253,10 @@ class Settings(BaseSettings):
     model: ModelSettings = ModelSettings()
     alerts: AlertSettings = AlertSettings()
     event_time: EventTimeSettings = EventTimeSettings()
-    pseudonym_key: SecretStr = SecretStr("marketpulse-local-pseudonym-key")
+    pseudonym_key: SecretStr = Field(SecretStr(DEFAULT_PSEUDONYM_KEY), description="HMAC key of @handle "
+                                     "pseudonyms; the worker refuses the public default")
+    allow_insecure_defaults: bool = Field(False, description="let the worker and alerter run with the public "
+                                                             "default keys (local experiments only)")
     metrics_port: int = Field(0, ge=0, description="Prometheus port; 0 serves none")
     metrics_host: str = Field("127.0.0.1", description="address the metrics endpoint binds to")
     state_dir: Path = Field(REPO_ROOT / ".state", description="local state (faust data, caches)")
@@ -257,6 +284,25 @@ class Settings(BaseSettings):
         secrets_source = _secrets_source(file_secret_settings, named("MARKETPULSE_SECRETS_DIR"))
         _check_sources(init_kwargs, dotenv, yaml_source, secrets_source)
         return tuple(s for s in (init_settings, env_settings, dotenv_settings, yaml_source, secrets_source) if s)
+
+    def insecure_defaults(self, *, worker: bool = False, alerter: bool = False) -> list[str]:
+        """The public default secrets a worker or alerter would run with: anyone could recompute
+        the pseudonyms, or sign webhook calls the analysts' receivers accept."""
+        found = []
+        if worker and self.pseudonym_key.get_secret_value() == DEFAULT_PSEUDONYM_KEY:
+            found.append("pseudonym_key")
+        if alerter and self.alerts.webhook_secret.get_secret_value() == DEFAULT_WEBHOOK_SECRET and any(
+                ep.secret is None for ep in self.alerts.webhooks):
+            found.append("alerts.webhook_secret")
+        return found
+
+    def require_own_secrets(self, *, worker: bool = False, alerter: bool = False) -> None:
+        """ConfigError unless the secrets the process uses are the user's own (or the dev flag is set)."""
+        found = self.insecure_defaults(worker=worker, alerter=alerter)
+        if found and not self.allow_insecure_defaults:
+            raise ConfigError([f"{name} is the public default: set your own (e.g. "
+                               f"{ENV_PREFIX}{name.upper().replace('.', '__')}=$(openssl rand -hex 32)), or set "
+                               f"allow_insecure_defaults for local experiments" for name in found])
 
     @classmethod
     def load(cls, path: str | Path | None = None, **overrides: Any) -> "Settings":

@@ -338,6 +338,11 @@ status() {
   if pid_alive "$(es_pidfile)"; then
     echo "elasticsearch: running, pid $(cat "$(es_pidfile)"), 127.0.0.1:$ES_PORT, health: $(curl -fsS "http://127.0.0.1:$ES_PORT/_cluster/health" 2>/dev/null | sed -E 's/.*"status":"([a-z]+)".*/\1/' || echo unreachable)"
   else echo "elasticsearch: stopped"; rc=1; fi
+  if [ "$SECURE" = 1 ]; then
+    if pid_alive "$(es_secure_pidfile)" && es_secure_ready && grep -q "^listeners=.*SASL_SSL" "$KAFKA_DIR/server.properties" 2>/dev/null; then
+      echo "secured: Kafka SASL_SSL 127.0.0.1:$KAFKA_SECURE_PORT, Elasticsearch https://127.0.0.1:$ES_SECURE_PORT"
+    else echo "secured: not running"; rc=1; fi
+  fi
   return $rc
 }
 
@@ -346,7 +351,8 @@ case "${1:-}" in
   up)
     fetch_kafka; fetch_es
     if [ "$SECURE" = 1 ] && pid_alive "$(kafka_pidfile)" && ! grep -q "^listeners=.*SASL_SSL" "$KAFKA_DIR/server.properties"; then
-      die "Kafka is running without its secured listener: scripts/stack.sh down first"
+      log "Kafka runs without its secured listener: restarting it with one"
+      stop_pid Kafka "$(kafka_pidfile)"
     fi
     if [ "$SECURE" = 1 ]; then mkdir -p "$STATE"; touch "$STATE/secure"; fi
     start_kafka; start_es; [ "$SECURE" = 1 ] && start_es_secure; wait_ready ;;

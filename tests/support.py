@@ -26,6 +26,7 @@ def isolated_overrides(prefix: str, bootstrap: str, state_dir: Path) -> dict:
         "elasticsearch": {"index_prefix": f"{p}-events", "alerts_index": f"{p}-alerts",
                           "deliveries_index": f"{p}-deliveries"},
         "state_dir": str(state_dir),
+        "pseudonym_key": f"{p}-pseudonym-key",  # the worker refuses the public default
     }
 
 

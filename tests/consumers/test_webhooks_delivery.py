@@ -301,3 +301,18 @@ def test_an_unreadable_alert_record_is_skipped_not_a_stuck_outbox(receivers):
     loop, source, _ = outbox(rx.url, [bad, InRecord(good.value, good.key, "alerts", 0, 1, good.headers)])
     loop.step(); loop.step()
     assert source.committed == 2 and [json.loads(b)["id"] for _, b in rx.requests] == ["a2"]
+
+
+def test_the_delivery_log_and_the_settings_show_a_webhook_url_masked(receivers):
+    from marketpulse.settings import Settings
+
+    secret_path = "/services/T0001/B0001/s3cr3tT0ken"
+    rx = receivers()
+    url = rx.url.replace("/hook", secret_path)
+    attempts = []
+    deliverer(url, attempts).deliver(ALERT)
+    assert attempts[-1].status == "delivered"
+    assert "s3cr3tT0ken" not in json.dumps([a.as_dict() for a in attempts])
+    assert attempts[-1].endpoint.startswith("http://127.0.0.1:")
+    shown = Settings(alerts={"webhooks": [{"url": url}]}).model_dump_json()
+    assert "s3cr3tT0ken" not in shown and "127.0.0.1" in shown

@@ -211,3 +211,29 @@ def test_unknown_keys_passed_in_code_are_refused_too(clean_env):
 
 def test_kafka_connect_timeout_bounds_the_wait_for_a_broker():
     assert 0 < Settings().kafka.connect_timeout_s <= 10
+
+
+def test_the_worker_and_alerter_refuse_the_public_default_secrets_unless_told_it_is_an_experiment():
+    from marketpulse.settings import ConfigError
+
+    s = Settings(alerts={"webhooks": [{"url": "https://hooks.example.com/a"}]})
+    assert s.insecure_defaults(worker=True, alerter=True) == ["pseudonym_key", "alerts.webhook_secret"]
+    with pytest.raises(ConfigError, match="pseudonym_key is the public default"):
+        s.require_own_secrets(worker=True)
+    with pytest.raises(ConfigError, match="alerts.webhook_secret is the public default"):
+        s.require_own_secrets(alerter=True)
+    # an endpoint with its own secret does not use the default one
+    own = Settings(pseudonym_key="k" * 32, alerts={"webhooks": [{"url": "https://h.example.com/a", "secret": "s"}]})
+    own.require_own_secrets(worker=True, alerter=True)
+    Settings(allow_insecure_defaults=True).require_own_secrets(worker=True, alerter=True)
+
+
+def test_the_demo_makes_its_own_keys_once_per_state_folder(tmp_path):
+    from marketpulse.demo import demo_secrets
+
+    s = Settings(state_dir=tmp_path, alerts={"webhooks": [{"url": "https://h.example.com/a"}]})
+    first = demo_secrets(s)
+    assert set(first) == {"MARKETPULSE_PSEUDONYM_KEY", "MARKETPULSE_ALERTS__WEBHOOK_SECRET"}
+    assert demo_secrets(s) == first and len(first["MARKETPULSE_PSEUDONYM_KEY"]) == 64
+    assert (tmp_path / "demo-secrets.json").stat().st_mode & 0o077 == 0
+    assert demo_secrets(Settings(state_dir=tmp_path, pseudonym_key="mine")) == {}
