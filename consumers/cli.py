@@ -156,10 +156,15 @@ def register(app: typer.Typer) -> None:
             typer.echo(line, err=True)
         typer.echo(f"{result.rows} rows, interval {result.interval_s}s, {result.alerts} alert(s) -> {output}")
 
-    @app.command("replay")
+    replay_app = typer.Typer(help="Re-run the alerter over historical events into run-scoped indices "
+                                  "(never the live ones); `replay cleanup` deletes runs' indices.")
+    app.add_typer(replay_app, name="replay")
+
+    @replay_app.callback(invoke_without_command=True)
     def replay(
-        from_time: str = typer.Option(..., "--from", help="ISO start of the range (event time, inclusive)"),
-        to_time: str = typer.Option(..., "--to", help="ISO end of the range (exclusive)"),
+        ctx: typer.Context,
+        from_time: str | None = typer.Option(None, "--from", help="ISO start of the range (event time, inclusive)"),
+        to_time: str | None = typer.Option(None, "--to", help="ISO end of the range (exclusive)"),
         source: _Source = typer.Option(_Source.es, help="the events alias in Elasticsearch, or the events topic"),
         speed: str = typer.Option("max", help="'max' or a factor such as '10x' (event time vs wall clock)"),
         rescore: bool = typer.Option(False, "--rescore", help="re-classify the texts with the current model"),
@@ -173,6 +178,10 @@ def register(app: typer.Typer) -> None:
         config: Path | None = ConfigOpt,
     ) -> None:
         """Re-run the alerter over historical events into run-scoped indices (never the live ones)."""
+        if ctx.invoked_subcommand is not None:
+            return
+        if from_time is None or to_time is None:
+            raise typer.BadParameter("--from and --to are required (or use `replay cleanup`)")
         from pydantic import ValidationError
 
         from consumers.replay.commands import replay as run_replay
@@ -186,6 +195,53 @@ def register(app: typer.Typer) -> None:
             raise  # an --alert-config with a bad or unknown key: the CLI names it
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             raise _one_line(e) from e
+
+    @replay_app.command("cleanup")
+    def replay_cleanup(
+        run_id: str | None = typer.Option(None, "--run-id", help="delete this run's indices"),
+        older_than_days: float | None = typer.Option(None, "--older-than-days",
+                                                     help="delete the indices of every run created longer ago"),
+        dry_run: bool = typer.Option(False, "--dry-run", help="only list what would be deleted"),
+        config: Path | None = ConfigOpt,
+    ) -> None:
+        """Delete replay runs' indices (one run, or runs older than N days)."""
+        from elasticsearch import Elasticsearch
+
+        from consumers.replay.naming import check_run_id, replay_base
+        from consumers.retention import replay_indices
+
+        if (run_id is None) == (older_than_days is None):
+            raise typer.BadParameter("give exactly one of --run-id and --older-than-days")
+        s = _one_shot_settings(config)
+        with Elasticsearch(**s.elasticsearch.client_kwargs()) as es:
+            names = replay_indices(es, replay_base(s.elasticsearch), run_id=run_id and check_run_id(run_id),
+                                   older_than_days=older_than_days)
+            for name in names:
+                if not dry_run:
+                    es.indices.delete(index=name)
+                typer.echo(f"{'would delete' if dry_run else 'deleted'} {name}")
+        if not names:
+            typer.echo("no replay indices matched")
+
+    @app.command("retention")
+    def retention(
+        dry_run: bool = typer.Option(False, "--dry-run", help="only list what would be deleted"),
+        config: Path | None = ConfigOpt,
+    ) -> None:
+        """Delete daily event indices older than elasticsearch.retention_days (for clusters without ILM)."""
+        from elasticsearch import Elasticsearch
+
+        from consumers.retention import apply_retention
+
+        s = _one_shot_settings(config)
+        if s.elasticsearch.retention_days is None:
+            typer.echo("elasticsearch.retention_days is not set: every index is kept")
+            return
+        with Elasticsearch(**s.elasticsearch.client_kwargs()) as es:
+            expired = apply_retention(es, s.elasticsearch, dry_run=dry_run)
+        for name in expired:
+            typer.echo(f"{'would delete' if dry_run else 'deleted'} {name}")
+        typer.echo(f"{len(expired)} index(es) older than {s.elasticsearch.retention_days} days")
 
     @app.command("discover-topics")
     def discover_topics(

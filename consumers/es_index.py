@@ -9,6 +9,7 @@ from typing import Any
 
 from elasticsearch import ApiError, Elasticsearch, TransportError
 
+from consumers.retention import ensure_lifecycle, policy_name
 from marketpulse.settings import ElasticsearchSettings
 
 log = logging.getLogger(__name__)
@@ -58,14 +59,20 @@ def daily_index(es_settings: ElasticsearchSettings, when: datetime, now: datetim
 
 
 def ensure_event_template(es: Elasticsearch, es_settings: ElasticsearchSettings) -> None:
-    """Every daily index gets the explicit mappings and joins the read alias automatically."""
+    """Every daily index gets the explicit mappings, joins the read alias automatically and, where the
+    cluster has lifecycle management, is deleted ``retention_days`` after its day."""
     prefix = es_settings.index_prefix
+    settings: dict[str, Any] = {"number_of_shards": es_settings.number_of_shards,
+                                "number_of_replicas": es_settings.number_of_replicas, "refresh_interval": "1s"}
+    if ensure_lifecycle(es, es_settings):
+        # The index's age counts from the day in its name, not from when it was created.
+        settings |= {"index.lifecycle.name": policy_name(es_settings), "index.lifecycle.parse_origination_date": True}
     es.indices.put_index_template(
         name=template_name(es_settings),
         index_patterns=[f"{prefix}-*"],
         priority=200,
         template={
-            "settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
+            "settings": settings,
             "mappings": EVENT_MAPPINGS,
             "aliases": {prefix: {}},
         },

@@ -145,6 +145,10 @@ class ElasticsearchSettings(_Section):
     deliveries_index: str = "marketpulse-webhook-deliveries"
     request_timeout_s: float = 30.0
     bulk_max_docs: int = Field(500, ge=1)
+    retention_days: int | None = Field(365, ge=1, description="daily event indices are deleted this many days "
+                                                              "after their day (None: kept)")
+    number_of_shards: int = Field(1, ge=1, description="of each daily events index")
+    number_of_replicas: int = Field(0, ge=0, description="of each daily events index (0 on one node)")
     archive_after_days: int = Field(90, ge=1, description="events published longer ago go to one "
                                                           "<index_prefix>-archive index, not one index per day")
 
