@@ -68,10 +68,10 @@ def register(app: typer.Typer) -> None:
                     else:
                         producer.send_event(item.event)
             producer.flush()
-            sent, failed = producer.sent, producer.failed
+            sent, failed, why = producer.sent, producer.failed, producer.errors
         typer.echo(f"sent {sent - failed}, rejected {sum(rejected.values())}"
                    + (f" ({', '.join(f'{k}: {v}' for k, v in rejected.items())})" if rejected else "")
-                   + (f", NOT DELIVERED {failed}" if failed else ""))
+                   + (f", NOT DELIVERED {failed} ({', '.join(f'{k}: {v}' for k, v in why.items())})" if failed else ""))
         if failed:
             raise typer.Exit(1)
 
