@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Sequence
 
 import faust
 
-from marketpulse.settings import Settings
+from marketpulse import kafka_client
+from marketpulse.settings import KafkaSettings, Settings
 from marketpulse.wire import InRecord, OutRecord
 
 if TYPE_CHECKING:
@@ -80,6 +81,19 @@ def never_acknowledge(messages) -> None:
         m.acked = True
 
 
+def broker_credentials(kafka: KafkaSettings) -> faust.types.auth.CredentialsT | None:
+    """kafka.security for aiokafka: the same TLS context as every other client (kafka_client)."""
+    sec = kafka.security
+    ctx = kafka_client.ssl_context(sec)
+    if sec.uses_sasl:
+        return faust.SASLCredentials(username=sec.username,
+                                     password=sec.password.get_secret_value() if sec.password else None,
+                                     ssl_context=ctx, mechanism=sec.sasl_mechanism)
+    if ctx is not None:
+        return faust.SSLCredentials(ctx)
+    return None
+
+
 def create_app(settings: Settings, processor: "BatchProcessor") -> faust.App:
     k = settings.kafka
     datadir = settings.state_dir / "faust" / k.worker_group
@@ -101,6 +115,7 @@ def create_app(settings: Settings, processor: "BatchProcessor") -> faust.App:
         consumer_metadata_max_age_ms=30_000,
         producer_metadata_max_age_ms=30_000,
         stream_buffer_maxsize=max(4 * settings.batch.max_size, 256),
+        broker_credentials=broker_credentials(k),
     )
     raw = app.topic(*k.topics.raw(), key_type=bytes, value_type=bytes)
     events = app.topic(k.topics.events, key_type=bytes, value_type=bytes)

@@ -30,6 +30,7 @@ def register(app: typer.Typer) -> None:
         from marketpulse.kafka_topics import ensure_topics
 
         s = _settings(config)
+        s.require_own_secrets(worker=True)
         ensure_topics(s.kafka)
         metrics.serve(s.metrics_port, s.metrics_host)
 
