@@ -92,5 +92,10 @@ def register(app: typer.Typer) -> None:
         s = _settings(config)
         stats = run_generator(s.kafka, rate=rate, duration=duration, seed=seed, scenarios=scenario,
                               malformed_fraction=malformed, realtime=realtime)
-        typer.echo(f"sent {stats['sent']} records ({stats['malformed']} malformed) "
-                   f"to {s.kafka.topics.raw_news} / {s.kafka.topics.raw_social}")
+        failed = stats["failed"]
+        typer.echo(f"sent {stats['sent'] - failed} records ({stats['malformed']} malformed) "
+                   f"to {s.kafka.topics.raw_news} / {s.kafka.topics.raw_social}"
+                   + (f", NOT DELIVERED {failed} ({', '.join(f'{k}: {v}' for k, v in stats['errors'].items())})"
+                      if failed else ""))
+        if failed:
+            raise typer.Exit(1)

@@ -30,7 +30,8 @@ def run_generator(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> dict[str, Any]:
-    """Generate and send; returns counts ``{"sent", "malformed", "news", "social"}``.
+    """Generate and send; returns counts ``{"sent", "malformed", "news", "social", "failed"}`` and the
+    ``errors`` of the records not delivered (``failed``, by error name).
 
     ``producer`` defaults to a ``RawProducer`` on ``kafka`` (closed at the end); pass any object with
     ``send_bytes``/``flush`` to test without a broker. With ``realtime`` each record is sent at its
@@ -63,4 +64,7 @@ def run_generator(
     finally:
         if own:
             producer.close()  # type: ignore[attr-defined]
+    # A RawProducer knows after flush what the broker did not acknowledge.
+    stats["failed"] = getattr(producer, "failed", 0)
+    stats["errors"] = dict(getattr(producer, "errors", {}))
     return stats

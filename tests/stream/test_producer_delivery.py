@@ -3,6 +3,8 @@ stand-in). The real-stack counterparts are the `produce` tests in
 tests/reliability/test_reliability_kafka_faults.py."""
 from collections import Counter
 
+import pytest
+
 from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, UnknownError
 
 from stream.producer import RawProducer
@@ -76,3 +78,22 @@ def test_after_a_send_timed_out_waiting_for_metadata_the_rest_are_counted_withou
     assert client.sends == 2  # each further send would have blocked MAX_BLOCK_MS
     assert (p.sent, p.failed) == (4, 3)
     assert dict(p.errors) == {"KafkaTimeoutError": 1, "not sent after KafkaTimeoutError": 2}
+
+
+@pytest.mark.integration
+def test_generate_counts_what_the_broker_refused_and_exits_1(isolated):
+    import subprocess
+    import sys
+
+    from marketpulse.kafka_topics import ensure_topics
+    from tests.support import refuse_writes
+
+    s = isolated.settings
+    ensure_topics(s.kafka)
+    for topic in s.kafka.topics.raw():
+        refuse_writes(s.kafka.bootstrap, topic)
+    done = subprocess.run([sys.executable, "-m", "marketpulse.cli", "generate", "--rate", "50", "--duration", "1",
+                           "--no-realtime", "--config", str(isolated.config)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1, done.stdout + done.stderr[-2000:]
+    assert "sent 0 records" in done.stdout and "NOT DELIVERED" in done.stdout, done.stdout
