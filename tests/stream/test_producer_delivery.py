@@ -1,6 +1,6 @@
 """RawProducer's count of records not delivered, without a broker (the kafka-python producer is a
-stand-in). The real-stack counterparts are the `produce` tests in
-tests/reliability/test_reliability_kafka_faults.py."""
+stand-in), and `generate` against topics that refuse writes on the real stack. The `produce`
+counterparts are in tests/reliability/test_reliability_kafka_faults.py."""
 from collections import Counter
 
 import pytest
