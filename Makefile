@@ -17,7 +17,7 @@ help:
 $(PIP_STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv .venv
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[test,train]"
 	@rm -f .venv/.installed-*; touch $@
 
 venv: $(PIP_STAMP)

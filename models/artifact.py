@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from models.base import base_model_path
 from models.data import LabelMaps
-from models.network import (
-    LoraConfig,
-    MultiTaskModel,
-    apply_lora,
-    freeze_embeddings,
-    freeze_for_lora,
-    merge_lora,
-    trainable_state,
-)
+
+if TYPE_CHECKING:
+    import torch
+
+    from models.network import LoraConfig, MultiTaskModel
+
+# torch, transformers and models.network are imported inside the functions that need them: the ONNX
+# backends read the config and labels from here and must run where torch is not installed.
 
 ADAPTER_FILE = "adapter.safetensors"
 
@@ -35,6 +32,9 @@ def new_model(labels: LabelMaps, lora: LoraConfig | None, attn_implementation: s
     """Base encoder + heads; with ``lora`` adapters (mode lora), else all but word embeddings train (mode full)."""
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
+
+    from models.base import base_model_path
+    from models.network import MultiTaskModel, apply_lora, freeze_embeddings, freeze_for_lora
 
     # The base checkpoint carries a pooler we do not use; its "unexpected keys" report and the
     # weight-loading progress bar are noise in worker logs.
@@ -70,6 +70,8 @@ def pack_state(trained: dict[str, torch.Tensor], base: dict[str, torch.Tensor]) 
     difference from the base, int8 with one fp32 scale per row: fine-tuning moves weights by
     little, so the delta quantizes with an error below fp16 rounding of the weight itself, at half
     the bytes. Everything else (biases, LayerNorms, heads, LoRA factors) is stored in fp16."""
+    import torch
+
     out = {}
     for name, t in trained.items():
         b = base.get(name)
@@ -103,14 +105,21 @@ def save_artifact(model: MultiTaskModel, out_dir: Path, config: dict, labels: La
     """``base``: the model's parameters before training (defaults to a fresh copy of the base)."""
     from safetensors.torch import save_file
 
+    from models.network import trainable_state
+
     out_dir.mkdir(parents=True, exist_ok=True)
     if base is None:
-        lora = LoraConfig(**{**config["lora"], "targets": tuple(config["lora"]["targets"])}) if config.get("lora") else None
-        base = base_parameters(new_model(labels, lora))
+        base = base_parameters(new_model(labels, _lora_config(config)))
     state = pack_state(trainable_state(model), base)
     save_file(state, str(out_dir / ADAPTER_FILE), metadata={"version": str(config["version"])})
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out_dir / "labels.json").write_text(json.dumps(labels.to_json(), indent=2) + "\n")
+
+
+def _lora_config(cfg: dict) -> LoraConfig | None:
+    from models.network import LoraConfig
+
+    return LoraConfig(**{**cfg["lora"], "targets": tuple(cfg["lora"]["targets"])}) if cfg.get("lora") else None
 
 
 def read_config(artifact_dir: Path) -> dict:
@@ -128,10 +137,11 @@ def load_merged_model(artifact_dir: Path, attn_implementation: str = "sdpa") -> 
     """Base weights + adapters, adapters folded into the Linear layers, fp32, eval mode."""
     from safetensors.torch import load_file
 
+    from models.network import merge_lora, trainable_state
+
     cfg = read_config(artifact_dir)
     labels = read_labels(artifact_dir)
-    lora = LoraConfig(**{**cfg["lora"], "targets": tuple(cfg["lora"]["targets"])}) if cfg.get("lora") else None
-    model = new_model(labels, lora, attn_implementation)
+    model = new_model(labels, _lora_config(cfg), attn_implementation)
     base = base_parameters(model)
     state = unpack_state(load_file(str(Path(artifact_dir) / ADAPTER_FILE)), base)
     expected = set(trainable_state(model))
@@ -156,7 +166,6 @@ def repack(artifact_dir: Path) -> None:
 
     cfg = read_config(artifact_dir)
     labels = read_labels(artifact_dir)
-    lora = LoraConfig(**{**cfg["lora"], "targets": tuple(cfg["lora"]["targets"])}) if cfg.get("lora") else None
-    base = base_parameters(new_model(labels, lora))
+    base = base_parameters(new_model(labels, _lora_config(cfg)))
     trained = unpack_state(load_file(str(Path(artifact_dir) / ADAPTER_FILE)), base)
     save_file(pack_state(trained, base), str(Path(artifact_dir) / ADAPTER_FILE), metadata={"version": str(cfg["version"])})

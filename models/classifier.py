@@ -12,11 +12,17 @@ to their own longest row -> backend -> softmax -> rows scattered back to input o
 
 Empty or whitespace-only texts make ``predict``/``embed`` raise ``ValueError`` naming their indices;
 callers that want per-row errors (``marketpulse classify``) filter them out first.
+
+The onnx and onnx-int8 backends need neither torch nor transformers: the tokenizer is read from the
+build directory with the ``tokenizers`` package, and torch is imported only by the torch and
+TensorRT backends (and by ``auto`` where a GPU may be present).
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -24,7 +30,6 @@ import numpy as np
 
 from marketpulse.settings import ModelSettings
 from models.backends import BACKENDS
-from models.base import load_tokenizer
 from models.batching import run_batched, softmax, tokenize
 from models.data import LabelMaps
 from models.io import model_input
@@ -58,20 +63,29 @@ def int8_accepted(artifact_dir: Path) -> bool:
     return bool(json.loads(p.read_text()).get("int8", {}).get("accepted", False))
 
 
+def gpu_possible() -> bool:
+    """False only where no NVIDIA GPU can be present, checked without importing torch (seconds and
+    hundreds of MB just to ask): on Linux CUDA needs the driver's /dev/nvidiactl (/dev/dxg on WSL 2)."""
+    if sys.platform.startswith("linux"):
+        return any(os.path.exists(d) for d in ("/dev/nvidiactl", "/dev/dxg"))
+    return sys.platform != "darwin"
+
+
 def auto_backend(ms: ModelSettings) -> str:
     """Fastest available, per bench/bench_models.py: TensorRT on a GPU with tensorrt installed,
     torch fp16 on a GPU without it, else ONNX Runtime (int8 only if it passed the accuracy check)."""
-    from models.backends.tensorrt_backend import availability
+    if gpu_possible():
+        from models.backends.tensorrt_backend import availability
 
-    if availability() is None:
-        return "tensorrt"
-    try:
-        import torch
+        if availability() is None:
+            return "tensorrt"
+        try:
+            import torch
 
-        if torch.cuda.is_available() and ms.device in ("auto", "cuda"):
-            return "torch"
-    except ImportError:
-        pass
+            if torch.cuda.is_available() and ms.device in ("auto", "cuda"):
+                return "torch"
+        except ImportError:
+            pass
     return "onnx-int8" if int8_accepted(ms.artifact_dir) else "onnx"
 
 
@@ -125,7 +139,8 @@ class Classifier:
         caps the rows per forward pass: a larger ``predict`` call is split into length-sorted
         batches of this size, which pads far less than one big batch."""
         from models.artifact import read_config, read_labels
-        from models.build import ensure_built
+        from models.build import BACKEND_FILES, ensure_built
+        from models.tokenizer import FastTokenizer
 
         name = backend or ms.backend
         if name == "auto":
@@ -134,7 +149,7 @@ class Classifier:
             raise ValueError(f"unknown backend {name!r}; choose from auto, {', '.join(BACKENDS)}")
         cfg = read_config(ms.artifact_dir)
         labels = read_labels(ms.artifact_dir)
-        paths = ensure_built(ms, log=log.info)
+        paths = ensure_built(ms, log=log.info, need=BACKEND_FILES[name])
         if name == "torch":
             from models.backends.torch_backend import TorchBackend
 
@@ -153,7 +168,8 @@ class Classifier:
             from models.backends.tensorrt_backend import TensorRTBackend
 
             impl = TensorRTBackend(paths["onnx"], ms.build_dir, cfg["version"])
-        return cls(impl, load_tokenizer(), labels, cfg["version"], ms.max_length, batch_size)
+        return cls(impl, FastTokenizer.from_file(paths["tokenizer"]), labels, cfg["version"], ms.max_length,
+                   batch_size)
 
     # -- tokenize -> batch -> run -> unbatch ---------------------------------------------------
     def _check(self, texts: list[str]) -> None:

@@ -38,7 +38,7 @@ def build_cmd(
     Reads model.artifact_dir and writes model.build_dir/<version>/; a no-op when the stamp matches.
     `python -m models.build` runs this same command (make setup, Dockerfile).
     """
-    from models.build import build_paths, ensure_built, is_built
+    from models.build import BuildUnavailable, build_paths, ensure_built, is_built
 
     ms = _settings(config).model
     if not (Path(ms.artifact_dir) / "config.json").is_file():
@@ -48,7 +48,11 @@ def build_cmd(
     if not force and is_built(ms):
         typer.echo(f"models.build: {build_paths(ms)['root']} is up to date")
         return
-    ensure_built(ms, force=force, log=typer.echo)
+    try:
+        ensure_built(ms, force=force, log=typer.echo)
+    except BuildUnavailable as exc:  # a lean install (no train extra): say what is missing, no traceback
+        typer.echo(f"models.build: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 def report_cmd(

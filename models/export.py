@@ -4,9 +4,13 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
+# The graph's input/output names are also read by the TensorRT backend and by tests; torch is only
+# imported to export, so importing these names costs nothing.
 INPUT_NAMES = ["input_ids", "attention_mask"]
 OUTPUT_NAMES = ["sentiment_logits", "topic_logits", "pooled_embedding"]
 MAX_POSITIONS = 512
@@ -18,6 +22,8 @@ def export_onnx(model: torch.nn.Module, path: Path, opset: int = 18) -> Path:
     """Export with ``dynamo=True``: the legacy TorchScript exporter produced wrong hidden states with
     transformers 5.x. The graph takes int64 ids/mask of shape (batch, seq) and returns both heads'
     logits plus the L2-normalised mean-pooled embedding."""
+    import torch
+
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     ids = torch.randint(1000, 2000, (2, 16), dtype=torch.int64)
