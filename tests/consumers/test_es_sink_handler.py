@@ -43,9 +43,17 @@ class MemoryBulk:
         self.refuse_whole = set(refuse_whole)
         self.requests = 0
         self.indices = self  # ensure_event_template calls es.indices.put_index_template
+        self.ilm = self  # ... and es.ilm.put_lifecycle (this one answers as a cluster without ILM)
 
     def put_index_template(self, **kw):
         self.template = kw
+
+    def put_lifecycle(self, **kw):
+        from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
+        from elasticsearch import ApiError
+
+        meta = ApiResponseMeta(405, "1.1", HttpHeaders(), 0.0, NodeConfig("http", "localhost", 9200))
+        raise ApiError("no lifecycle management here", meta, {})
 
     def search(self, index, query, source=False, size=10):
         ids = set(query["bool"]["filter"][0]["ids"]["values"])
