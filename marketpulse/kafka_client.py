@@ -123,4 +123,10 @@ def diagnose(kafka: KafkaSettings, messages: list[str]) -> KafkaError:
         if "Handshake failed" in m:
             return KafkaTlsFailed(f"{where}: TLS handshake failed ({m.split('Handshake failed:')[-1].strip()[:200]}); "
                                   f"check kafka.security.protocol and the broker's listener")
+    if kafka.security.uses_sasl and any("socket disconnected" in m for m in messages):
+        # A broker answers failed SASL logins by closing the connection, at times before the
+        # client has read the error response: the same cause, seen from the socket.
+        return KafkaAuthFailed(f"{where} closed the connection while checking the credentials of "
+                               f"{kafka.security.username!r} ({kafka.security.sasl_mechanism}); check "
+                               f"kafka.security.username/password/sasl_mechanism")
     return KafkaConnectionError(f"no broker answered at {kafka.bootstrap} within {kafka.connect_timeout_s:g} s")
