@@ -17,14 +17,9 @@ FROM python:3.11-slim
 WORKDIR /app
 # PYTHONPATH: the code under /app is what runs, so it finds the derived files built beside it.
 ENV PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1 PYTHONPATH=/app MARKETPULSE_STATE_DIR=/app/.state
-COPY pyproject.toml README.md ./
-COPY marketpulse ./marketpulse
-COPY stream ./stream
-COPY models ./models
-COPY consumers ./consumers
-COPY dashboards ./dashboards
+# The sources and the derived model files from the build stage; then the lean install of them.
+COPY --from=build /app /app
 RUN pip install .
-COPY --from=build /app/models/build ./models/build
 # Runs as an unprivileged user; the model files are only read.
 RUN useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin marketpulse \
  && mkdir -p /app/.state && chown marketpulse /app/.state

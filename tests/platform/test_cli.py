@@ -69,17 +69,6 @@ def test_a_value_outside_the_choices_is_one_line_naming_them():
     assert line.endswith("(see 'marketpulse replay --help')")
 
 
-@pytest.fixture
-def no_settings_from_outside(tmp_path: Path, monkeypatch):
-    """Only what a test sets decides the settings: not the checkout's .env, nor the shell."""
-    import os
-
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in os.environ if n.upper().startswith("MARKETPULSE_")]:
-        monkeypatch.delenv(name)
-    (tmp_path / "secrets").mkdir()
-    monkeypatch.setenv("MARKETPULSE_SECRETS_DIR", str(tmp_path / "secrets"))
-    return tmp_path
 
 
 def test_settings_check_says_ok_for_valid_settings(no_settings_from_outside: Path):

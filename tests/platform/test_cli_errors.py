@@ -22,14 +22,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def no_settings_from_outside(tmp_path: Path, monkeypatch):
-    """Only what a test sets decides the settings: not the checkout's .env, nor the shell."""
-    monkeypatch.chdir(tmp_path)
-    for name in [n for n in os.environ if n.upper().startswith("MARKETPULSE_")]:
-        monkeypatch.delenv(name)
-    (tmp_path / "secrets").mkdir()
-    monkeypatch.setenv("MARKETPULSE_SECRETS_DIR", str(tmp_path / "secrets"))
+pytestmark = pytest.mark.usefixtures("no_settings_from_outside")
 
 
 def closed_port() -> int:
