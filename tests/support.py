@@ -1,13 +1,21 @@
 """Helpers for integration tests: isolated settings and real `marketpulse` processes."""
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from http.client import HTTPConnection
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from marketpulse.settings import Settings
 
@@ -182,9 +190,6 @@ def labeled_from_truth(sample) -> "LabeledEvent":
 
 # -- reliability helpers: the local stack's processes, memory, topics, paced producing ------------------
 
-import os  # noqa: E402
-import threading  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 STACK_SH = REPO_ROOT / "scripts" / "stack.sh"
@@ -440,11 +445,6 @@ def generated_records(settings: Settings, seed: int, n: int, malformed_fraction:
 
 # -- the ES sink on the real stack: labeled events without a model, committed offsets, a fault proxy --
 
-import json  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from http.client import HTTPConnection  # noqa: E402
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer  # noqa: E402
-from urllib.parse import urlsplit  # noqa: E402
 
 
 def labeled_records(settings: Settings, seed: int, n: int, id_prefix: str = "",

@@ -6,7 +6,6 @@ import sys
 from datetime import date, datetime, timedelta, timezone
 
 import pytest
-import yaml
 
 from consumers.retention import day_of, expired_daily_indices
 from marketpulse.settings import ElasticsearchSettings
