@@ -23,7 +23,7 @@ from kafka.errors import CommitFailedError, KafkaError
 
 from consumers.es_index import daily_index, ensure_event_template, to_document
 from marketpulse import metrics, wire
-from marketpulse.consumer_loop import ConsumerLoop, KafkaSink, KafkaSource, Sink, Source, Stopped, call_retrying
+from marketpulse.consumer_loop import ConsumerLoop, KafkaSink, KafkaSource, Sink, Source, call_retrying
 from marketpulse.settings import Settings
 from marketpulse.wire import InRecord, Rejection
 from marketpulse import kafka_client
@@ -201,20 +201,9 @@ class EsSinkHandler:
             raise _Retryable(type(exc).__name__) from exc
 
     def _retrying(self, what: str, fn: Callable[[], T], on: tuple[type[BaseException], ...]) -> T:
-        """``fn`` again, with capped jittered backoff, while it raises ``on``. The stop signal ends a
-        wait with ``Stopped``, before another attempt (one against an unreachable node would hold the
-        shutdown for a whole request timeout): nothing is committed, the records come again."""
-        attempts = 0
-
-        def attempt() -> T:
-            nonlocal attempts
-            attempts += 1
-            if attempts > 1 and self.stop.is_set():
-                raise Stopped(what)
-            return fn()
-
-        return call_retrying(self.stop, what, attempt, on=on, max_backoff_s=self.max_backoff_s,
-                             initial_s=FIRST_BACKOFF_S)
+        """``fn`` again, with capped jittered backoff, while it raises ``on``; the stop signal ends a
+        wait with ``Stopped``: nothing is committed, the records come again."""
+        return call_retrying(self.stop, what, fn, on=on, max_backoff_s=self.max_backoff_s, initial_s=FIRST_BACKOFF_S)
 
     def _ensure_template(self) -> None:
         if not self._template_ready:

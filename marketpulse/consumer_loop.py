@@ -65,7 +65,8 @@ class Handler(Protocol):
 def retrying(stop: threading.Event, what: str, *, on: tuple[type[BaseException], ...] = (KafkaError,),
              max_backoff_s: float = 10.0, initial_s: float = 0.5) -> Retrying:
     """Retries ``on`` errors with exponential, jittered backoff (so many consumers do not retry in
-    step) until it succeeds; the wait ends early when ``stop`` is set, which raises ``Stopped``."""
+    step) until it succeeds; the wait ends early when ``stop`` is set, which raises ``Stopped``
+    without another attempt."""
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -75,8 +76,14 @@ def retrying(stop: threading.Event, what: str, *, on: tuple[type[BaseException],
     def stopped(state: RetryCallState) -> Any:
         raise Stopped(what)
 
+    def sleep(seconds: float) -> None:
+        # A stop during the wait ends the retries there: another attempt (say, against an
+        # unreachable server) could hold the shutdown for a whole request timeout.
+        if stop.wait(seconds):
+            raise Stopped(what)
+
     return Retrying(retry=retry_if_exception_type(on), wait=wait_exponential_jitter(multiplier=initial_s, max=max_backoff_s, jitter=initial_s),
-                    stop=stop_when_event_set(stop), sleep=stop.wait, before_sleep=before_sleep,
+                    stop=stop_when_event_set(stop), sleep=sleep, before_sleep=before_sleep,
                     retry_error_callback=stopped)
 
 
