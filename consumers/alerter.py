@@ -167,10 +167,10 @@ class Alerter:
         self.from_time = from_time
         self.es = es or Elasticsearch(**settings.elasticsearch.client_kwargs())
         self.consumer = kafka_client.consumer(k, group_id=self.group_id,
-                                      client_id=f"{k.client_id}-alerter", enable_auto_commit=False,
-                                      auto_offset_reset="earliest", max_poll_records=2000)
+                                              client_id=f"{k.client_id}-alerter", enable_auto_commit=False,
+                                              auto_offset_reset="earliest", max_poll_records=2000)
         self.producer = kafka_client.producer(k, acks="all", linger_ms=5,
-                                      compression_type="gzip", max_request_size=32 * 1024 * 1024)
+                                              compression_type="gzip", max_request_size=32 * 1024 * 1024)
         # Alerts are found by id in the index right after they fire (dashboards, tests): wait_for.
         self.alert_index = IndexCopy(self.es, settings.elasticsearch.alerts_index, ALERT_MAPPINGS, refresh="wait_for")
         self.sink = KafkaSink(self.producer)
@@ -183,15 +183,7 @@ class Alerter:
 
     # -- start: snapshot or rebuild ---------------------------------------------------------------
     def start(self) -> None:
-        topic = self.s.kafka.topics.events
-        parts = self.consumer.partitions_for_topic(topic)
-        deadline = time.monotonic() + 30
-        while not parts and time.monotonic() < deadline:
-            time.sleep(0.5)
-            parts = self.consumer.partitions_for_topic(topic)
-        if not parts:
-            raise RuntimeError(f"topic {topic} does not exist")
-        partitions = [TopicPartition(topic, p) for p in sorted(parts)]
+        partitions = kafka_client.topic_partitions(self.consumer, self.s.kafka.topics.events)
         self.consumer.assign(partitions)
         snap = self._load_snapshot()
         if snap is not None:
@@ -211,9 +203,8 @@ class Alerter:
 
     def _load_snapshot(self) -> dict | None:
         topic = self.s.kafka.topics.alerter_state
-        reader = kafka_client.consumer(self.s.kafka, enable_auto_commit=False,
-                               group_id=None, max_partition_fetch_bytes=64 * 1024 * 1024,
-                               fetch_max_bytes=64 * 1024 * 1024)
+        reader = kafka_client.consumer(self.s.kafka, enable_auto_commit=False, group_id=None,
+                                       max_partition_fetch_bytes=64 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
         try:
             parts = reader.partitions_for_topic(topic)
             if not parts:
@@ -221,13 +212,10 @@ class Alerter:
             tps = [TopicPartition(topic, p) for p in parts]
             reader.assign(tps)
             reader.seek_to_beginning(*tps)
-            ends = reader.end_offsets(tps)
             latest = None
-            while any(reader.position(tp) < ends[tp] for tp in tps):
-                for recs in reader.poll(timeout_ms=1000).values():
-                    for r in recs:
-                        if r.key == self.group_id.encode():
-                            latest = r.value
+            for r in kafka_client.read_to_end(reader, tps):
+                if r.key == self.group_id.encode():
+                    latest = r.value
             if latest is None:
                 return None
             snap = json.loads(latest)

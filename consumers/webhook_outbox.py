@@ -131,13 +131,11 @@ def read_history(settings: Settings, history: DeliveryHistory, since_s: float = 
         ends = reader.end_offsets(tps)
         for tp in tps:
             reader.seek(tp, found[tp].offset if found.get(tp) else ends[tp])
-        while any(reader.position(tp) < ends[tp] for tp in tps):
-            for recs in reader.poll(timeout_ms=1000).values():
-                for r in recs:
-                    try:
-                        history.record(Attempt(**json.loads(r.value)))
-                    except (TypeError, ValueError) as exc:
-                        log.warning("unreadable delivery log record at %d:%d (%s)", r.partition, r.offset, exc)
+        for r in kafka_client.read_to_end(reader, tps):
+            try:
+                history.record(Attempt(**json.loads(r.value)))
+            except (TypeError, ValueError) as exc:
+                log.warning("unreadable delivery log record at %d:%d (%s)", r.partition, r.offset, exc)
     finally:
         reader.close()
 
@@ -149,19 +147,12 @@ class _AlertsSource(KafkaSource):
     def __init__(self, settings: Settings, group: str):
         k = settings.kafka
         super().__init__(kafka_client.consumer(k, group_id=group, enable_auto_commit=False,
-                                       client_id=f"{k.client_id}-webhooks", max_poll_records=1,
-                                       auto_offset_reset="latest"))
+                                               client_id=f"{k.client_id}-webhooks", max_poll_records=1,
+                                               auto_offset_reset="latest"))
         self.topic = k.topics.alerts
 
     def start(self) -> None:
-        parts = self.consumer.partitions_for_topic(self.topic)
-        deadline = time.monotonic() + 30
-        while not parts and time.monotonic() < deadline:
-            time.sleep(0.5)
-            parts = self.consumer.partitions_for_topic(self.topic)
-        if not parts:
-            raise RuntimeError(f"topic {self.topic} does not exist")
-        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        tps = kafka_client.topic_partitions(self.consumer, self.topic)
         self.consumer.assign(tps)
         fresh = {tp: OffsetAndMetadata(self.consumer.position(tp), "", -1)
                  for tp in tps if self.consumer.committed(tp) is None}

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 
 from marketpulse.settings import KafkaSecurity, KafkaSettings
@@ -70,6 +71,26 @@ def consumer(kafka: KafkaSettings, *topics: str, **kw: Any) -> KafkaConsumer:
 
 def admin(kafka: KafkaSettings, **kw: Any) -> KafkaAdminClient:
     return _connect(kafka, lambda: KafkaAdminClient(**client_kwargs(kafka, **kw)))
+
+
+def topic_partitions(consumer: KafkaConsumer, topic: str, wait_s: float = 30.0) -> list[TopicPartition]:
+    """The topic's partitions, sorted; waits up to ``wait_s`` for a topic that is being created."""
+    parts = consumer.partitions_for_topic(topic)
+    deadline = time.monotonic() + wait_s
+    while not parts and time.monotonic() < deadline:
+        time.sleep(0.5)
+        parts = consumer.partitions_for_topic(topic)
+    if not parts:
+        raise RuntimeError(f"topic {topic} does not exist")
+    return [TopicPartition(topic, p) for p in sorted(parts)]
+
+
+def read_to_end(consumer: KafkaConsumer, tps: list[TopicPartition]) -> Iterator[Any]:
+    """Every record from the assigned partitions' positions up to their ends as of now."""
+    ends = consumer.end_offsets(tps)
+    while any(consumer.position(tp) < ends[tp] for tp in tps):
+        for records in consumer.poll(timeout_ms=1000).values():
+            yield from records
 
 
 class _Reasons(logging.Handler):

@@ -98,8 +98,8 @@ def read_kafka(settings: Settings, start: datetime, end: datetime, clock: EventC
     topic = topic or k.topics.events
     lateness = clock.allowed_lateness_s
     consumer = kafka_client.consumer(k, group_id=None, enable_auto_commit=False,
-                             client_id=f"{k.client_id}-replay", auto_offset_reset="earliest",
-                             max_poll_records=2000, consumer_timeout_ms=poll_timeout_ms)
+                                     client_id=f"{k.client_id}-replay", auto_offset_reset="earliest",
+                                     max_poll_records=2000, consumer_timeout_ms=poll_timeout_ms)
     try:
         parts = consumer.partitions_for_topic(topic)
         if not parts:
