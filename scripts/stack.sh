@@ -178,6 +178,29 @@ EOF
   echo $! >"$pidf"
 }
 
+es_node_config() {
+  # A single-node config in $1 (data, logs, a fresh copy of the distribution's config folder):
+  # HTTP on 127.0.0.1:$2, named after $3, plus the node's security lines from stdin.
+  local dir="$1" port="$2" name="$3"
+  mkdir -p "$dir/data" "$dir/logs" "$dir/tmp"
+  rm -rf "$dir/config"; cp -r "$ES_HOME/config" "$dir/config"
+  {
+    cat <<EOF
+cluster.name: marketpulse-$name
+node.name: $name-1
+discovery.type: single-node
+network.host: 127.0.0.1
+http.port: $port
+transport.port: $((port + 100))
+path.data: $dir/data
+path.logs: $dir/logs
+cluster.routing.allocation.disk.threshold_enabled: false
+action.destructive_requires_name: false
+EOF
+    cat
+  } >"$dir/config/elasticsearch.yml"
+}
+
 es_run() {
   # Runs a command as the user Elasticsearch runs as.
   if [ "$(id -u)" = 0 ]; then runuser -u "$ES_USER" -- "$@"; else "$@"; fi
@@ -192,21 +215,7 @@ start_es() {
     mkdir -p "$ES_DATA_REAL"
     [ -L "$ES_DIR" ] || { rm -rf "$ES_DIR"; ln -s "$ES_DATA_REAL" "$ES_DIR"; }
   fi
-  mkdir -p "$ES_DATA_REAL/data" "$ES_DATA_REAL/logs" "$ES_DATA_REAL/tmp"
-  rm -rf "$ES_DATA_REAL/config"; cp -r "$ES_HOME/config" "$ES_DATA_REAL/config"
-  cat >"$ES_DATA_REAL/config/elasticsearch.yml" <<EOF
-cluster.name: marketpulse-local
-node.name: local-1
-discovery.type: single-node
-network.host: 127.0.0.1
-http.port: $ES_PORT
-transport.port: $((ES_PORT + 100))
-path.data: $ES_DATA_REAL/data
-path.logs: $ES_DATA_REAL/logs
-xpack.security.enabled: false
-cluster.routing.allocation.disk.threshold_enabled: false
-action.destructive_requires_name: false
-EOF
+  es_node_config "$ES_DATA_REAL" "$ES_PORT" local <<<"xpack.security.enabled: false"
   [ "$(id -u)" = 0 ] && chown -R "$ES_USER" "$ES_DATA_REAL"
   log "starting Elasticsearch $ES_VERSION on 127.0.0.1:$ES_PORT"
   es_run env ES_JAVA_HOME="$(java_home)" ES_PATH_CONF="$ES_DATA_REAL/config" ES_TMPDIR="$ES_DATA_REAL/tmp" \
@@ -240,28 +249,16 @@ start_es_secure() {
   local pidf; pidf="$(es_secure_pidfile)"
   if pid_alive "$pidf"; then log "secured Elasticsearch already running (pid $(cat "$pidf"))"; return 0; fi
   make_tls
-  mkdir -p "$ES_SECURE_REAL/data" "$ES_SECURE_REAL/logs" "$ES_SECURE_REAL/tmp"
-  rm -rf "$ES_SECURE_REAL/config"; cp -r "$ES_HOME/config" "$ES_SECURE_REAL/config"
-  # TLS files must sit inside the config folder (the node's security policy reads only there).
-  cp "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem" "$TLS_DIR/server.key" "$ES_SECURE_REAL/config/"
-  cat >"$ES_SECURE_REAL/config/elasticsearch.yml" <<EOF
-cluster.name: marketpulse-local-secure
-node.name: local-secure-1
-discovery.type: single-node
-network.host: 127.0.0.1
-http.port: $ES_SECURE_PORT
-transport.port: $((ES_SECURE_PORT + 100))
-path.data: $ES_SECURE_REAL/data
-path.logs: $ES_SECURE_REAL/logs
+  es_node_config "$ES_SECURE_REAL" "$ES_SECURE_PORT" local-secure <<EOF
 xpack.security.enabled: true
 xpack.security.http.ssl.enabled: true
 xpack.security.http.ssl.key: server.key
 xpack.security.http.ssl.certificate: server.pem
 xpack.security.http.ssl.certificate_authorities: [ca.pem]
 xpack.security.authc.api_key.enabled: true
-cluster.routing.allocation.disk.threshold_enabled: false
-action.destructive_requires_name: false
 EOF
+  # TLS files must sit inside the config folder (the node's security policy reads only there).
+  cp "$TLS_DIR/ca.pem" "$TLS_DIR/server.pem" "$TLS_DIR/server.key" "$ES_SECURE_REAL/config/"
   [ "$(id -u)" = 0 ] && chown -R "$ES_USER" "$ES_SECURE_REAL"
   local env=(env ES_JAVA_HOME="$(java_home)" ES_PATH_CONF="$ES_SECURE_REAL/config" ES_TMPDIR="$ES_SECURE_REAL/tmp")
   # The elastic user's password, through the node's keystore (read once, at its first start).
