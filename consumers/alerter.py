@@ -14,6 +14,10 @@ real event falls into), and time moving on with the wall clock when the stream i
 Alert ids are deterministic (key + incident start): re-delivered alerts overwrite in Elasticsearch.
 The alerts topic is the webhooks' outbox (``consumers.webhook_outbox``): their delivery loops run
 on threads of this process, each committing an alert only once it is delivered or given up.
+
+Before an alert is published, its top events get the words that made them negative
+(``consumers.alert_explainer``, unless ``alerts.explain_top_events`` is off); an explanation that
+fails leaves them out, it never holds the alert back.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from typing import Any, Protocol
 from elasticsearch import Elasticsearch
 from kafka import TopicPartition
 
+from consumers import alert_explainer
 from consumers.alerting import DetectorConfig, SpikeMonitor
 from consumers.es_index import ALERT_MAPPINGS, IndexCopy
 from consumers.webhook_outbox import WebhookOutbox
@@ -55,11 +60,13 @@ class AlerterSource(Protocol):
 
 class AlertHandler:
     """The alerter's work per poll, with its outputs injected (Kafka + Elasticsearch in the process;
-    in-memory ones in tests)."""
+    in-memory ones in tests). ``explain`` fills in an alert's top-event explanations before it is
+    published (``alert_explainer.from_settings``); None publishes alerts as the monitor built them."""
 
     def __init__(self, settings: Settings, out: Sink, *, store_alert: Callable[[dict[str, Any]], None],
                  group_id: str | None = None,
-                 monitor: SpikeMonitor | None = None, clock: EventClock | None = None):
+                 monitor: SpikeMonitor | None = None, clock: EventClock | None = None,
+                 explain: Callable[[Alert], Alert] | None = None):
         self.s = settings
         a = settings.alerts
         self.group_id = group_id or settings.kafka.alerter_group
@@ -68,6 +75,7 @@ class AlertHandler:
         self.clock = clock or EventClock(a.allowed_lateness_s, settings.event_time.max_future_skew_s)
         self.out = out
         self.store_alert = store_alert
+        self.explain = explain
         self._last_snapshot = time.monotonic()
 
     # -- the loop's steps ---------------------------------------------------------------------------
@@ -115,6 +123,11 @@ class AlertHandler:
 
     # -- outputs ------------------------------------------------------------------------------------
     def _publish(self, alert: Alert) -> dict[str, Any]:
+        if self.explain is not None:
+            try:
+                alert = self.explain(alert)
+            except Exception:  # the explainer handles its own failures; whatever slips through must not cost the alert
+                log.exception("explaining alert %s failed; publishing it without explanations", alert.id)
         doc = wire.alert_document(alert, fired_at=datetime.now(timezone.utc))
         self.out.send(wire.encode_alert(doc, self.s.kafka.topics.alerts))  # and so to the webhooks
         self.store_alert(doc)  # may wait for Elasticsearch: the topic does not
@@ -175,7 +188,7 @@ class Alerter:
         self.alert_index = IndexCopy(self.es, settings.elasticsearch.alerts_index, ALERT_MAPPINGS, refresh="wait_for")
         self.sink = KafkaSink(self.producer)
         self.handler = AlertHandler(settings, self.sink, store_alert=lambda doc: self.alert_index.store(doc["id"], doc),
-                                    group_id=self.group_id)
+                                    group_id=self.group_id, explain=alert_explainer.from_settings(settings))
         self.source = _AssignedSource(self.consumer)
         self.stop = threading.Event()
         self.outbox: WebhookOutbox | None = None

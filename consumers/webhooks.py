@@ -72,6 +72,12 @@ def slack_text(text: object) -> str:
     return _BIDI.sub("", str(text)).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _why(event: dict) -> str:
+    """The words that made a top event negative, when the alerter explained it."""
+    words = event.get("explanation") or []
+    return f" (why: {slack_text(', '.join(str(w) for w in words[:5]))})" if words else ""
+
+
 def render(alert: dict, fmt: str) -> dict:
     if fmt == "json":
         return alert
@@ -81,7 +87,7 @@ def render(alert: dict, fmt: str) -> dict:
     detail = (f"observed {alert.get('observed', 0):.1f} vs expected {alert.get('expected', 0):.1f} "
               f"(score {alert.get('score', 0):.1f}) in {slack_text(alert.get('window_start'))} – "
               f"{slack_text(alert.get('window_end'))}")
-    lines = [f"• {slack_text(str(h.get('text', ''))[:200])}" for h in alert.get("top_events", [])[:5]]
+    lines = [f"• {slack_text(str(h.get('text', ''))[:200])}{_why(h)}" for h in alert.get("top_events", [])[:5]]
     return {"text": f"{head}\n{detail}", "blocks": [
         {"type": "header", "text": {"type": "plain_text", "text": head[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": detail}},

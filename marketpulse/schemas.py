@@ -101,7 +101,8 @@ class LabeledEvent(RawEvent):
     tickers: list[TickerMention] = []
     novelty: float = Field(100.0, ge=0.0, le=100.0, description="100 = nothing similar seen recently")
     duplicate_of: str | None = None
-    explanation: list[str] = Field([], description="tokens that most raised P(negative)")
+    explanation: list[str] = Field([], description="words that most raised P(negative), best first; empty unless "
+                                                   "the worker's model.explain_negative is on")
     model_version: str
     processed_at: datetime = Field(default_factory=utcnow)
     timings_ms: dict[str, float] = {}
@@ -119,6 +120,9 @@ class TopEvent(BaseModel):
     text: str
     weight: float = Field(..., description="negative volume it added to the key")
     published_at: datetime
+    explanation: list[str] = Field([], description="words of text that most raised P(negative), best first; "
+                                                   "empty when alerts.explain_top_events is off or the model "
+                                                   "could not explain it")
 
 
 class AmplifiedRoot(BaseModel):

@@ -180,7 +180,9 @@ class ModelSettings(_Section):
     data_dir: Path = REPO_ROOT.parent / "shared" / "data" / "financial-tweets"
     max_length: int = Field(128, ge=8)
     device: str = "auto"
-    explain_negative: bool = True
+    explain_negative: bool = Field(False, description="the worker also explains every negative record (the words "
+                                                      "that raised P(negative) in its explanation field); ~11x the "
+                                                      "model cost of a negative record, so off by default")
 
 
 class EventTimeSettings(_Section):
@@ -233,6 +235,8 @@ class AlertSettings(_Section):
                                                              "keys, the most relevant first (cashtag spam)")
     max_keys: int = Field(5000, ge=3, description="live keys (one detector each); beyond it the longest-quiet "
                                                   "key is forgotten to make room")
+    explain_top_events: bool = Field(True, description="each alert's top events carry the words that raised "
+                                                       "P(negative) the most (the model is loaded at the first alert)")
     webhooks: list[WebhookEndpoint] = []
     webhook_secret: SecretStr = Field(SecretStr(DEFAULT_WEBHOOK_SECRET), description="HMAC secret of endpoints "
                                       "without their own; the alerter refuses the public default")

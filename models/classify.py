@@ -14,11 +14,10 @@ from models.io import (STDIO, Columns, DataFormat, RecordWriter, Row, model_inpu
 CHUNK_ROWS = 512  # rows per read/classify/write step: large enough to keep batches full, small in memory
 
 
-def classify_rows(clf, rows: list[Row], explain: bool = False, with_id: bool = False,
-                  unit: str = "line") -> list[dict]:
-    """One output record per row, same order. Good rows: ``Prediction.to_dict()`` (the shape of
-    ``LabeledEvent``'s scores); unusable rows: ``{"line": n, "error": "line n: reason"}``. With
-    ``with_id`` every record starts with the row's ``id``."""
+def usable_rows(rows: list[Row], with_id: bool = False, unit: str = "line") -> tuple[list[dict | None], list[int], list[str]]:
+    """(records, good, texts): ``texts[j]`` is row ``good[j]`` cleaned as the stream worker cleans it;
+    every other row already has its error record (``{"line": n, "error": "line n: reason"}``, after
+    its ``id`` with ``with_id``) in ``records``, where the good rows' places are None."""
     out: list[dict | None] = [None] * len(rows)
     good, texts = [], []
     for i, r in enumerate(rows):
@@ -33,6 +32,15 @@ def classify_rows(clf, rows: list[Row], explain: bool = False, with_id: bool = F
                 continue
             reason = "no text left after removing markup and URLs"
         out[i] = {**({"id": r.id} if with_id else {}), "line": r.line, "error": f"{unit} {r.line}: {reason}"}
+    return out, good, texts
+
+
+def classify_rows(clf, rows: list[Row], explain: bool = False, with_id: bool = False,
+                  unit: str = "line") -> list[dict]:
+    """One output record per row, same order. Good rows: ``Prediction.to_dict()`` (the shape of
+    ``LabeledEvent``'s scores); unusable rows: ``{"line": n, "error": "line n: reason"}``. With
+    ``with_id`` every record starts with the row's ``id``."""
+    out, good, texts = usable_rows(rows, with_id, unit)
     if texts:
         for i, p in zip(good, clf.predict(texts, explain=explain)):
             out[i] = {**({"id": rows[i].id} if with_id else {}), **p.to_dict()}

@@ -1,5 +1,5 @@
-"""`marketpulse train`, `marketpulse classify` and the `marketpulse model` group (build, report,
-repack). Heavy imports stay inside the commands so `marketpulse --help` does not load torch.
+"""`marketpulse train`, `marketpulse classify`, `marketpulse explain` and the `marketpulse model` group
+(build, report, repack). Heavy imports stay inside the commands so `marketpulse --help` does not load torch.
 
 ``build_cmd`` is also what ``python -m models.build`` runs (``make setup`` and the Dockerfile use it)."""
 from __future__ import annotations
@@ -16,12 +16,17 @@ from typing import Optional
 
 import typer
 
+from marketpulse.cli_errors import EXIT_USAGE, CommandError
 from marketpulse.cli_options import ConfigOpt, load_settings as _settings
+from marketpulse.schemas import SENTIMENTS
 from models.backends import BACKENDS
 from models.io import DataFormat
 
 # Fixed choices as enums, so `--help` lists them and typos fail before anything loads.
 Backend = Enum("Backend", {n.replace("-", "_"): n for n in ("auto", *BACKENDS)}, type=str)
+Sentiment = Enum("Sentiment", {n: n for n in SENTIMENTS}, type=str)
+# models.explain.METHODS, spelt out so that `--help` does not import numpy (a test keeps them equal)
+ExplainMethod = Enum("ExplainMethod", {n: n for n in ("occlusion", "screened")}, type=str)
 
 
 class TrainMode(str, Enum):
@@ -94,6 +99,16 @@ def repack_cmd(
 
     repack(artifact)
     typer.echo(f"repacked {artifact / ADAPTER_FILE}")
+
+
+def _reader_gone() -> typer.Exit:
+    """The reader of stdout stopped (`| head`): end quietly with the shell's SIGPIPE status, with
+    stdout pointed at /dev/null so the interpreter's final flush does not fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+    return typer.Exit(141)
 
 
 def register(app: typer.Typer) -> None:
@@ -196,16 +211,73 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
         except BrokenPipeError:
-            # The reader of stdout stopped (`| head`): end quietly with the shell's SIGPIPE status,
-            # and point stdout at /dev/null so the interpreter's final flush does not fail again.
-            try:
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            except (OSError, ValueError, io.UnsupportedOperation):
-                pass
-            raise typer.Exit(141) from None
+            raise _reader_gone() from None
         # Status goes to stderr so that `-o -` leaves stdout to the data.
         typer.echo(f"{stats['rows']} rows -> {stats['output']} (backend {stats['backend']}, "
                    f"{stats['texts_per_s']:.0f} texts/s)", err=True)
+        if stats["errors"]:
+            typer.echo(f"{stats['errors']} of {stats['rows']} rows failed (first: {stats['first_error']})", err=True)
+            raise typer.Exit(4)
+
+    @app.command("explain")
+    def explain_cmd(
+        texts: Optional[list[str]] = typer.Argument(None, metavar="TEXT", show_default=False,
+                                                    help="texts to explain (or --input)"),
+        input: Optional[str] = typer.Option(None, "--input", "-i", metavar="FILE",
+                                            help="CSV/TSV, JSONL or Parquet file; '-' reads stdin"),
+        input_format: Optional[DataFormat] = typer.Option(None, "--format", "-f",
+                                                          help="input format (default: from the extension; stdin: jsonl)"),
+        text_column: str = typer.Option("text", help="column (or JSON field) holding the text"),
+        id_column: Optional[str] = typer.Option(None, help="column copied into the output as 'id'"),
+        title_column: Optional[str] = typer.Option(None, help="column with a title, put before the text as the stream worker does"),
+        label: Optional[Sentiment] = typer.Option(None, "--label",
+                                                  help="explain this sentiment for every text (default: each text's "
+                                                       "predicted sentiment)"),
+        top_k: int = typer.Option(5, "--top-k", min=1, help="words per explanation"),
+        method: Optional[ExplainMethod] = typer.Option(None, "--method",
+                                                       help="occlusion (default): drop every word in turn; screened: "
+                                                            "in long texts only the words that score highest alone"),
+        backend: Backend = typer.Option(Backend.auto, help="auto: fastest available (see docs/models.md)"),
+        batch_size: int = typer.Option(32, min=1, help="rows per forward pass (length-sorted)"),
+        config: Optional[Path] = ConfigOpt,
+    ) -> None:
+        """Explain texts: the words that drove their sentiment, as JSONL on stdout.
+
+        Each output row: text (as the model saw it: cleaned as the stream worker
+        cleans it), sentiment, sentiment_scores, topic, topic_scores, model_version,
+        explained (the sentiment explained: the predicted one unless --label),
+        explanation (up to --top-k words whose removal lowers P(explained) the
+        most, best first) and explanation_weights (by how much); id with
+        --id-column. A row that cannot be explained gets line and error instead.
+
+        Exit codes: 0 every text explained; 2 bad input, nothing explained;
+        4 some rows failed (the others are explained, all are written).
+        """
+        from models.explain_rows import CHUNK_ROWS, argument_rows, explain_chunks
+        from models.io import STDIO, Columns, InputError, RecordWriter, open_rows, resolve_format
+
+        if texts and input is not None:
+            raise CommandError("give texts as arguments or --input FILE, not both", EXIT_USAGE)
+        if not texts and input is None:
+            raise CommandError("no texts: give them as arguments, or --input FILE ('-' reads stdin)", EXIT_USAGE)
+        ms = _settings(config).model
+        columns = Columns(text_column, id_column, title_column)
+        out = RecordWriter(STDIO, DataFormat.jsonl)
+        options = dict(backend=backend.value, batch_size=batch_size, top_k=top_k,
+                       label=label.value if label else None, method=method.value if method else None)
+        try:
+            if texts:
+                stats = explain_chunks(ms, iter([argument_rows(texts)]), out.write, unit="argument", **options)
+            else:
+                with open_rows(input, resolve_format(input, input_format, "--format"), columns) as source:
+                    stats = explain_chunks(ms, source.chunks(CHUNK_ROWS), out.write, with_id=id_column is not None,
+                                           unit=source.unit, **options)
+        except InputError as exc:
+            raise CommandError(str(exc), EXIT_USAGE) from None
+        except BrokenPipeError:
+            raise _reader_gone() from None
+        typer.echo(f"{stats['rows'] - stats['errors']} of {stats['rows']} texts explained (backend "
+                   f"{stats['backend']}, {stats['method']}, {stats['texts_per_s']:.1f} texts/s)", err=True)
         if stats["errors"]:
             typer.echo(f"{stats['errors']} of {stats['rows']} rows failed (first: {stats['first_error']})", err=True)
             raise typer.Exit(4)

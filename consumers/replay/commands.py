@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from elasticsearch import Elasticsearch
 
+from consumers import alert_explainer
 from consumers.replay import readers
 from consumers.replay.configs import load_alert_configs
 from consumers.replay.pacing import parse_speed
@@ -52,7 +53,9 @@ def replay(settings: Settings, start: str | datetime, end: str | datetime, *, so
         classifier = load_classifier(settings)
     runner = ReplayRunner(settings, t1, t2, lanes=make_lanes(configs, rescore), source=source,  # type: ignore[arg-type]
                           speed=parse_speed(speed), classifier=classifier if rescore else None, es=es,
-                          run_id=run_id, progress=progress)
+                          run_id=run_id, progress=progress,
+                          # the live alerter's explanations, from the re-scoring model when there is one
+                          explain=alert_explainer.from_settings(settings, (lambda: classifier) if rescore else None))
     result = runner.run()
     echo(f"replay {result.run_id}: {result.events} events from {source}, alerts -> {result.alerts_index}")
     for lane in result.lanes:

@@ -4,7 +4,9 @@ A lane is an alert configuration applied to either the original labels or the re
 Every lane gets a fresh ``SpikeMonitor(DetectorConfig)`` fed in event-time order with the
 watermark at the latest event time, exactly as the live alerter advances it, so on the same events
 replay and live produce the same alerts with the same ids. At the end the watermark moves past the
-end of the range so the last buckets close. Output goes only to run-scoped indices (see naming).
+end of the range so the last buckets close. Like the live alerter, top events are explained before
+an alert is kept (``explain``, see consumers.alert_explainer). Output goes only to run-scoped
+indices (see naming).
 """
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -96,7 +98,8 @@ class ReplayRunner:
                  lanes: list[Lane], source: Literal["es", "kafka"] = "es", speed: float | None = None,
                  classifier: ClassifierLike | None = None, es: Elasticsearch | None = None,
                  run_id: str | None = None, write: bool = True, progress: bool = True,
-                 chunk_size: int = 256, max_topic_events: int = 20_000, seed: int = 0):
+                 chunk_size: int = 256, max_topic_events: int = 20_000, seed: int = 0,
+                 explain: Callable[[Alert], Alert] | None = None):
         if end <= start:
             raise ValueError("--to must be after --from")
         if not lanes:
@@ -109,6 +112,7 @@ class ReplayRunner:
         self.source = source
         self.pacer = Pacer(speed)
         self.classifier = classifier
+        self.explain = explain
         self.es = es or Elasticsearch(**settings.elasticsearch.client_kwargs())
         self.run_id = run_id or new_run_id()
         self.write = write
@@ -232,6 +236,8 @@ class ReplayRunner:
     def _emit(self, lane: Lane, alerts: list[Alert]) -> None:
         if not alerts:
             return
+        if self.explain is not None:
+            alerts = [self.explain(a) for a in alerts]
         lane.alerts.extend(alerts)
         if not self.write:
             return

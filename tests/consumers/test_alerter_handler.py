@@ -137,3 +137,53 @@ def test_the_alerts_index_being_away_keeps_alerts_to_write_later_instead_of_fail
     idx.retry(force=True)
     assert es.docs == {"a1": {"id": "a1", "status": "escalated"}, "a2": {"id": "a2", "status": "opened"}}
     assert not idx.pending
+
+
+# -- top-event explanations ---------------------------------------------------------------------
+class WordsWith:
+    """A stand-in classifier that explains every text by its words containing ``mark``."""
+
+    def __init__(self, mark: str):
+        self.mark, self.calls = mark, []
+
+    def explain(self, texts, top_k=5, *, label=None):
+        self.calls.append(list(texts))
+        return [[w for w in t.split() if self.mark in w] for t in texts]
+
+
+def published(handler) -> list[dict]:
+    return [json.loads(r.value) for r in handler.out.topic(SETTINGS.kafka.topics.alerts)]
+
+
+def test_top_events_are_explained_before_the_alert_is_published_to_the_topic_and_the_index():
+    from consumers.alert_explainer import TopEventExplainer
+
+    clf = WordsWith("inc-")
+    stored, out = [], MemorySink()
+    handler = AlertHandler(SETTINGS, out, store_alert=stored.append, explain=TopEventExplainer(SETTINGS, lambda: clf))
+    run(as_records(history()), handler)
+    aapl = next(d for d in stored if d["key"] == "ticker:AAPL")
+    assert aapl["top_events"] and all(e["explanation"] == [e["text"].split()[-1]] for e in aapl["top_events"])
+    assert published(handler) == stored  # the webhooks read the topic: they get the same words
+    # one batched call for the first alert; the second (market and ticker share the burst) reuses it
+    assert len(stored) == 2 and clf.calls == [[e["text"] for e in stored[0]["top_events"]]]
+    assert stored[0]["top_events"] == stored[1]["top_events"]
+
+
+def test_an_alert_is_published_without_explanations_when_explaining_fails():
+    from consumers.alert_explainer import TopEventExplainer
+
+    def cannot_load():
+        raise FileNotFoundError("model.int8.onnx missing")
+
+    def raises(alert):
+        raise RuntimeError("a bug in an explainer")
+
+    _, _, reference = run(as_records(history()))
+    for explain in (TopEventExplainer(SETTINGS, cannot_load), raises):
+        stored, out = [], MemorySink()
+        handler = AlertHandler(SETTINGS, out, store_alert=stored.append, explain=explain)
+        run(as_records(history()), handler)
+        assert [d["id"] for d in stored] == [d["id"] for d in reference] and stored
+        assert [d["id"] for d in published(handler)] == [d["id"] for d in reference]
+        assert all(e["explanation"] == [] for d in stored for e in d["top_events"])

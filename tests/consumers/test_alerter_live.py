@@ -84,10 +84,14 @@ def test_burst_fires_one_signed_alert_and_state_survives_restart(isolated, es):
     assert a["severity"] in ("warning", "critical") and a["observed"] > a["expected"]
     assert burst_at <= datetime.fromisoformat(a["window_start"]) <= burst_at + timedelta(minutes=3)
     assert any("TSLA" in e["text"] or "Tesla" in e["text"] for e in a["top_events"])
+    # explained before it was published (the model loaded at this first alert): words of the text shown
+    assert any(e["explanation"] for e in a["top_events"])
+    assert all(set(e["explanation"]) <= set(e["text"].split()) for e in a["top_events"])
 
     tsla_calls = [(h, b) for h, b in rx.requests if json.loads(b)["key"] == "ticker:TSLA"]
     assert len({json.loads(b)["id"] for _, b in tsla_calls}) == 1
     headers, body = tsla_calls[0]
+    assert [e["explanation"] for e in json.loads(body)["top_events"]] == [e["explanation"] for e in a["top_events"]]
     assert verify("hook-secret", headers[TIMESTAMP_HEADER], headers[DELIVERY_HEADER], body, headers[SIGNATURE_HEADER])
 
     # the attempt is logged after the receiver answered: wait for it rather than read it at once

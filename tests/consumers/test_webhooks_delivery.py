@@ -176,6 +176,15 @@ def test_slack_format_has_text_and_blocks():
     assert "Tesla recalls" in json.dumps(msg["blocks"])
 
 
+def test_slack_lines_carry_the_words_that_explain_each_top_event():
+    explained = {**ALERT, "top_events": [{**ALERT["top_events"][0], "explanation": ["recalls", "<!here>"]},
+                                         {"text": "TSLA slips", "explanation": []}]}
+    [lines] = [b["text"]["text"] for b in render(explained, "slack")["blocks"] if "Tesla recalls" in b["text"]["text"]]
+    first, second = lines.split("\n")
+    assert first.endswith("(why: recalls, &lt;!here&gt;)")  # escaped like any text from a post
+    assert second == "• TSLA slips"
+
+
 def test_text_from_posts_cannot_become_slack_mentions_links_or_reversed_words(receivers):
     # What a double-escaped feed turns into after cleaning, plus a bidi override.
     hostile = {**ALERT, "key": "ticker:TSLA<!here>", "top_events": [

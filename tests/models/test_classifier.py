@@ -201,6 +201,58 @@ def test_explanations_only_for_negative_predictions(onnx_clf):
         assert "explanation" in p.to_dict()
 
 
+def test_explain_gives_the_words_behind_each_predicted_sentiment(int8_clf):
+    texts = [TEXTS[2], TEXTS[20], TEXTS[33]]  # negative, positive, negative
+    preds = int8_clf.predict(texts)
+    assert [p.sentiment for p in preds] == ["negative", "positive", "negative"]
+    words = int8_clf.explain(texts)
+    assert len(words) == 3 and all(1 <= len(w) <= 5 for w in words)
+    for t, p, w in zip(texts, preds, words):
+        assert set(w) <= set(t.split())
+        # faithful to the model: without its top word the text scores its own class lower
+        rest = t.split()
+        rest.remove(w[0])
+        col = int8_clf.labels.sentiment.index(p.sentiment)
+        assert int8_clf.predict_proba([" ".join(rest)])[0][0, col] < p.sentiment_scores[p.sentiment]
+    assert int8_clf.explain(texts, top_k=1) == [w[:1] for w in words]
+
+
+def test_explain_with_a_label_explains_that_sentiment_for_every_text(int8_clf):
+    found = int8_clf.attribute([TEXTS[2], TEXTS[20]], label="negative")
+    neg, pos = found
+    assert neg.top() and neg.top()[0] in TEXTS[2].split()
+    assert all(w > 0 for _, w in neg.ranked)
+    # for the positive headline, whatever lowers P(negative) when removed is small next to the negative one's
+    assert (pos.weights(1) or [0])[0] < neg.weights(1)[0]
+
+
+def test_explain_matches_predict_with_explain_for_negative_texts(int8_clf):
+    texts = [TEXTS[2], TEXTS[10], TEXTS[25]]
+    preds = int8_clf.predict(texts, explain=True)
+    explained = int8_clf.explain(texts, label="negative")
+    for p, w in zip(preds, explained):
+        if p.sentiment == "negative":
+            # same words; the int8 scores of a variant move a little with its batch, so near ties may swap
+            assert set(p.explanation) & set(w) and p.explanation[0] in w[:2]
+
+
+def test_explain_refuses_unknown_labels_and_methods_and_bad_input(int8_clf):
+    with pytest.raises(ValueError, match="unknown sentiment"):
+        int8_clf.explain([TEXTS[0]], label="bearish")
+    with pytest.raises(ValueError, match="unknown explanation method"):
+        int8_clf.explain([TEXTS[0]], method="shap")
+    with pytest.raises(ValueError, match=r"index\(es\) \[1\]"):
+        int8_clf.explain([TEXTS[0], " "])
+    with pytest.raises(ValueError, match="shape"):
+        int8_clf.attribute([TEXTS[0]], sentiment_probs=np.zeros((2, 3)))
+    assert int8_clf.explain([]) == []
+
+
+def test_screened_method_agrees_with_occlusion_on_short_texts(int8_clf):
+    short = [t for t in TEXTS if len(t.split()) <= 8][:6]
+    assert int8_clf.explain(short, method="screened") == int8_clf.explain(short)
+
+
 def test_unknown_backend_is_rejected(model_settings):
     from models.classifier import Classifier
 

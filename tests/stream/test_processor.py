@@ -76,3 +76,41 @@ def test_a_record_dated_beyond_the_future_skew_is_dead_lettered_and_one_slightly
     assert [e.id for e in result.labeled] == ["n-1"]
     [dl] = [json.loads(r.value) for r in result.deadletters]
     assert dl["reason"] == "future_dated" and dl["source"]["offset"] == 0 and "max_future_skew_s" in dl["detail"]
+
+
+class Spy:
+    """The classifier, with the ``explain`` argument of every call recorded."""
+
+    def __init__(self, clf):
+        self.clf, self.model_version, self.explain_args = clf, clf.model_version, []
+
+    def predict(self, texts, explain=False):
+        self.explain_args.append(explain)
+        return self.clf.predict(texts, explain=explain)
+
+
+def test_by_default_the_worker_classifies_only_and_events_keep_an_empty_explanation(classifier):
+    assert Settings().model.explain_negative is False
+    spy = Spy(classifier)
+    result = BatchProcessor(Settings(), spy).process([raw_record(i, **n) for i, n in enumerate(NEWS)])
+    assert spy.explain_args == [False]
+    assert any(e.sentiment == "negative" for e in result.labeled)
+    assert all(e.explanation == [] for e in result.labeled)
+    # the field stays on the wire, empty, so the events topic and index keep one shape
+    assert all(json.loads(o.value)["explanation"] == [] for o in result.out_records("marketpulse.events"))
+
+
+def test_with_explain_negative_on_every_negative_event_carries_the_words_of_its_model_text(classifier):
+    from marketpulse.text import event_model_text
+
+    spy = Spy(classifier)
+    result = BatchProcessor(Settings(model=ModelSettings(explain_negative=True)), spy).process(
+        [raw_record(i, **n) for i, n in enumerate(NEWS)])
+    assert spy.explain_args == [True]
+    negative = [e for e in result.labeled if e.sentiment == "negative"]
+    assert negative
+    for e in result.labeled:
+        if e.sentiment != "negative":
+            assert e.explanation == []
+            continue
+        assert 1 <= len(e.explanation) <= 5 and set(e.explanation) <= set(event_model_text(e).split())
