@@ -8,13 +8,20 @@ drift, negative-binomial overdispersion, chatter bursts that raise total volume 
 sentiment mix (not incidents), and three volume levels (market-wide, busy ticker, thin ticker).
 Incidents of five shapes are injected from day 2 on; day 1 is the detector's learning day.
 
+Two suites: ``standard`` (the series above) and ``hard``, which adds what real mention series
+have and the standard one lacks: heavy-tailed noise (negative-binomial k = 1.5, wider day-to-day
+drift, a sentiment mix that drifts by about 15 % over half-hours), chatter bursts with Pareto-tailed size (up to x20, up to an
+hour), feed gaps (both series 0 for 10-120 min) and one lasting level shift of the whole volume
+(x1.5-3, ordinary mix) on day 3-5.
+
 Writes bench/results/detector.json and the quality table in docs/alerting.md.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +64,39 @@ def intraday(minute_utc: np.ndarray) -> np.ndarray:
     return shape
 
 
+@dataclass(frozen=True)
+class Realism:
+    """How messy a generated series is."""
+
+    dispersion_k: float = 5.0  # negative-binomial k per minute (smaller = heavier tails)
+    daily_sigma: float = 0.2  # log-sd of the day-to-day level
+    share_sigma: float = 0.0  # log-sd of a slow drift (AR(1), ~30 min memory) of the negative rate alone
+    heavy_chatter: bool = False  # Pareto-sized chatter (x2-x20, 5-60 min) instead of x2-4, 5-30 min
+    gaps_per_day: float = 0.0  # feed outages: negative and total both 0 for 10-120 min
+    level_shift: bool = False  # one lasting x1.5-3 change of the whole volume on day 3-5
+
+
+SHARE_DRIFT_MINUTES = 30.0
+
+
+def _ar1(rng: np.random.Generator, n: int, sd: float, memory: float) -> np.ndarray:
+    """Stationary AR(1) noise with standard deviation ``sd`` and correlation time ``memory`` steps."""
+    phi = math.exp(-1.0 / memory)
+    shocks = rng.normal(0.0, sd * math.sqrt(1 - phi * phi), n)
+    out = np.empty(n)
+    prev = rng.normal(0.0, sd)
+    for i in range(n):
+        prev = out[i] = phi * prev + shocks[i]
+    return out
+
+
+SUITES = {
+    "standard": Realism(),
+    "hard": Realism(dispersion_k=1.5, daily_sigma=0.4, share_sigma=0.15, heavy_chatter=True,
+                    gaps_per_day=0.5, level_shift=True),
+}
+
+
 @dataclass
 class Incident:
     shape: str
@@ -66,22 +106,32 @@ class Incident:
     clear: bool = False
 
 
-def make_series(rng: np.random.Generator, level: str, days: int, with_incidents: bool):
+def make_series(rng: np.random.Generator, level: str, days: int, with_incidents: bool,
+                realism: Realism = SUITES["standard"]):
+    r = realism
     n = days * PER_DAY
     t = np.arange(n)
     minute = t % PER_DAY
     day = t // PER_DAY
     weekend = (day % 7) >= 5
-    daily_level = np.exp(rng.normal(0, 0.2, days))[day]  # news days differ
+    daily_level = np.exp(rng.normal(0, r.daily_sigma, days))[day]  # news days differ
     rate = LEVELS[level] * intraday(minute) * np.where(weekend, 0.3, 1.0) * daily_level
+    if r.level_shift and days > 3:
+        # A ticker joins an index, a feed is added: more of everything, same sentiment mix.
+        s = int(rng.integers(3 * PER_DAY, min(days, 6) * PER_DAY))
+        rate[s:] *= rng.uniform(1.5, 3.0)
     total_rate = rate / BASE_SHARE
-    # Chatter bursts: total volume x2-4 for 5-30 min with the ordinary sentiment mix.
+    # Chatter bursts: total volume up with the ordinary sentiment mix.
     chatter = np.ones(n)
     for _ in range(rng.poisson(3 * days)):
         s = int(rng.integers(0, n))
-        chatter[s : s + int(rng.integers(5, 31))] *= rng.uniform(2.0, 4.0)
+        if r.heavy_chatter:
+            chatter[s : s + int(rng.integers(5, 61))] *= min(2.0 * (1.0 + rng.pareto(1.5)), 20.0)
+        else:
+            chatter[s : s + int(rng.integers(5, 31))] *= rng.uniform(2.0, 4.0)
     extra = np.zeros(n)  # extra (mostly negative) incident mentions per minute
     incidents: list[Incident] = []
+    k = r.dispersion_k
     if with_incidents:
         for d in range(1, days):
             shape = SHAPES[(d + int(rng.integers(0, len(SHAPES)))) % len(SHAPES)]
@@ -106,14 +156,25 @@ def make_series(rng: np.random.Generator, level: str, days: int, with_incidents:
             e = min(s + dur, n)
             extra[s:e] += prof[: e - s]
             lam = rate[s:e]
-            clarity = float(prof[: e - s].sum() / np.sqrt((lam + lam**2 / 5.0).sum()))
+            clarity = float(prof[: e - s].sum() / np.sqrt((lam + lam**2 / k).sum()))
             clear = clarity >= CLEAR_Z and float((lam + prof[: e - s]).mean()) >= CLEAR_MIN_VOLUME
             incidents.append(Incident(shape, s, e, round(clarity, 2), clear))
-    gamma = rng.gamma(5.0, 1 / 5.0, n)  # negative-binomial overdispersion (k = 5)
-    lam_neg = rate * chatter * gamma + extra
+    gamma = rng.gamma(k, 1 / k, n)  # negative-binomial overdispersion
+    share_noise = np.exp(_ar1(rng, n, r.share_sigma, SHARE_DRIFT_MINUTES)) if r.share_sigma else 1.0
+    lam_neg = rate * chatter * gamma * share_noise + extra
     lam_other = (total_rate - rate) * chatter * gamma + extra * (1 - INCIDENT_SHARE) / INCIDENT_SHARE
     neg = rng.poisson(lam_neg).astype(float)
     total = neg + rng.poisson(lam_other)
+    # Feed outages (not over an incident: a gap there would only hide it): nothing arrives.
+    busy = np.zeros(n, dtype=bool)
+    for inc in incidents:
+        busy[max(0, inc.start - 60) : inc.end + MATCH_TAIL] = True
+    for _ in range(rng.poisson(r.gaps_per_day * days) if r.gaps_per_day else 0):
+        s = int(rng.integers(PER_DAY, n))
+        e = min(n, s + int(rng.integers(10, 121)))
+        if not busy[s:e].any():
+            neg[s:e] = 0.0
+            total[s:e] = 0.0
     return START + t * BUCKET_S, neg, total, incidents
 
 
@@ -147,7 +208,7 @@ def score_series(alerts: np.ndarray, incidents: list[Incident]) -> dict:
 
 
 def evaluate(config: DetectorConfig, days: int, per_level: int, seeds: list[int]) -> dict:
-    """Both modes over the series of every seed, pooled; each seed's headline numbers beside."""
+    """Every mode over the series of every seed, pooled per suite; each seed's headline numbers beside."""
     # mode -> (with the total volume, shape detector): the live alerter, the same detector on the
     # negative counts alone, and what `marketpulse detect` runs on such a CSV series (first seed
     # only: the shape detector steps about 7x slower).
@@ -157,22 +218,30 @@ def evaluate(config: DetectorConfig, days: int, per_level: int, seeds: list[int]
         rng = np.random.default_rng(seed)
         for level in LEVELS:
             for _ in range(per_level):
-                series.append((seed, level, make_series(rng, level, days, True)))
-            series.append((seed, level + "-quiet", make_series(rng, level, days, False)))
-    out: dict = {}
+                series.append(("standard", seed, level, make_series(rng, level, days, True)))
+            series.append(("standard", seed, level + "-quiet", make_series(rng, level, days, False)))
+        # The hard suite draws from its own generator, so the standard series stay as they were.
+        rng = np.random.default_rng([seed, 1])
+        for level in LEVELS:
+            for _ in range(max(1, per_level // 2)):
+                series.append(("hard", seed, level, make_series(rng, level, days, True, SUITES["hard"])))
+            series.append(("hard", seed, level + "-quiet", make_series(rng, level, days, False, SUITES["hard"])))
+    out: dict = {suite: {} for suite in SUITES}
     for mode, (use_total, shape) in modes.items():
         rows = []
-        for seed, name, (ts, neg, total, incidents) in series:
+        for suite, seed, name, (ts, neg, total, incidents) in series:
             if shape and seed != seeds[0]:
                 continue
             r = score_series(run_detector(config, ts, neg, total, use_total, shape), incidents)
-            r["series"], r["seed"] = name, seed
+            r["suite"], r["series"], r["seed"] = suite, name, seed
             rows.append(r)
-        out[mode] = summarise(rows)
-        out[mode]["per_seed"] = {
-            str(seed): {k: v for k, v in summarise([r for r in rows if r["seed"] == seed]).items()
-                        if k in ("clear_detection_rate", "detection_rate", "false_alerts_per_series_day")}
-            for seed in seeds if any(r["seed"] == seed for r in rows)}
+        for suite in SUITES:
+            mine = [r for r in rows if r["suite"] == suite]
+            out[suite][mode] = summarise(mine)
+            out[suite][mode]["per_seed"] = {
+                str(seed): {k: v for k, v in summarise([r for r in mine if r["seed"] == seed]).items()
+                            if k in ("clear_detection_rate", "detection_rate", "false_alerts_per_series_day")}
+                for seed in seeds if any(r["seed"] == seed for r in mine)}
     return out
 
 
@@ -221,16 +290,13 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-def markdown(result: dict, command: str) -> str:
+def suite_tables(modes: dict) -> list[str]:
     lines = [
-        f"Command: `{command}` (seeds {', '.join(map(str, result['seeds']))}, pooled; {result['days']} days "
-        f"per series, {result['series']} series, {result['elapsed_s']} s).",
-        "",
         "| mode | shape | incidents | detected | rate | clear incidents | clear detected | clear rate "
         "| median delay (buckets = min) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for mode, res in result["modes"].items():
+    for mode, res in modes.items():
         for shape, s in res["by_shape"].items():
             lines.append(f"| {mode} | {shape} | {s['incidents']} | {s['detected']} | {s['detection_rate']} | "
                          f"{s['clear_incidents']} | {s['clear_detected']} | {s['clear_detection_rate']} | "
@@ -242,21 +308,35 @@ def markdown(result: dict, command: str) -> str:
                      f"**{res['clear_detection_rate']}** | {res['median_delay_buckets']} |")
     lines += ["", "| mode | false alerts | quiet series-days | false alerts / series-day | "
               "false alerts on the learning day (all series) |", "|---|---:|---:|---:|---:|"]
-    for mode, res in result["modes"].items():
+    for mode, res in modes.items():
         lines.append(f"| {mode} | {res['false_alerts']} | {res['quiet_series_days']} | "
                      f"**{res['false_alerts_per_series_day']}** | {res['false_alerts_learning_day']} |")
+    seeds = list(modes["total"]["per_seed"])
     lines += ["", "Per seed (clear detection rate / false alerts per series-day):", "",
-              "| mode | " + " | ".join(f"seed {k}" for k in result["modes"]["total"]["per_seed"]) + " |",
-              "|---|" + "---:|" * len(result["modes"]["total"]["per_seed"])]
-    for mode, res in result["modes"].items():
-        cells = [res["per_seed"].get(k) for k in result["modes"]["total"]["per_seed"]]
+              "| mode | " + " | ".join(f"seed {k}" for k in seeds) + " |", "|---|" + "---:|" * len(seeds)]
+    for mode, res in modes.items():
+        cells = [res["per_seed"].get(k) for k in seeds]
         lines.append(f"| {mode} | " + " | ".join(
             f"{v['clear_detection_rate']} / {v['false_alerts_per_series_day']}" if v else "–" for v in cells) + " |")
     lines += ["", "False alerts per series-day by volume level (after the learning day):", "",
               "| mode | series | false alerts / day |", "|---|---|---:|"]
-    for mode, res in result["modes"].items():
+    for mode, res in modes.items():
         for name, s in res["by_series"].items():
             lines.append(f"| {mode} | {name} | {s['false_alerts_per_day']} |")
+    return lines
+
+
+def markdown(result: dict, command: str) -> str:
+    lines = [
+        f"Command: `{command}` (seeds {', '.join(map(str, result['seeds']))}, pooled; {result['days']} days "
+        f"per series, {result['series']} series in two suites, {result['elapsed_s']} s).",
+        "",
+        "**Standard suite**",
+        "",
+    ]
+    lines += suite_tables(result["suites"]["standard"])
+    lines += ["", "**Hard suite** (heavy tails, Pareto-sized chatter, feed gaps, a lasting level shift)", ""]
+    lines += suite_tables(result["suites"]["hard"])
     return "\n".join(lines)
 
 
@@ -272,14 +352,15 @@ def main(argv: list[str] | None = None) -> dict:
     config = DetectorConfig.from_settings(AlertSettings())
     t0 = time.time()
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-    modes = evaluate(config, args.days, args.series_per_level, seeds)
+    suites = evaluate(config, args.days, args.series_per_level, seeds)
     result = {
         "seeds": seeds,
         "days": args.days,
-        "series": len(seeds) * len(LEVELS) * (args.series_per_level + 1),
+        "series": len(seeds) * len(LEVELS) * (args.series_per_level + 1 + max(1, args.series_per_level // 2) + 1),
         "bucket_s": BUCKET_S,
         "config": config.to_dict(),
-        "modes": modes,
+        "realism": {name: asdict(r) for name, r in SUITES.items()},
+        "suites": suites,
         "elapsed_s": round(time.time() - t0, 1),
     }
     publish(result, RESULTS, markdown(result, "python -m bench.eval_detector"), None if args.no_docs else DOCS,

@@ -37,6 +37,10 @@ class DetectorConfig:
     # most false alerts of the synthetic suite (0.48 per series-day); 2.5 cut them to ~0.15 with
     # clear incidents still found (bench/eval_detector.py, three seeds).
     share_threshold: float = 2.5
+    # The relative wander of the negative share beyond binomial noise that is always assumed
+    # (classifier noise, topic mix, news days): at hundreds of mentions per bucket the binomial
+    # spread alone is so narrow that an ordinary mix a few percent off would look extreme.
+    share_dispersion: float = 0.1
     # Also score the means of the last N standardised residuals (one score per N): a sustained
     # rise that is modest in every single bucket (gradual ramps, overdispersed busy series) or a
     # short burst of a few buckets (N <= burst_max_buckets) still stands out.
@@ -68,8 +72,8 @@ class DetectorConfig:
     def __post_init__(self) -> None:
         # pydantic's ValidationError is a ValueError: the same message as a bad settings file.
         AlertSettings.model_validate({f: getattr(self, f) for f in SETTINGS_FIELDS})
-        if self.min_sigma <= 0:
-            raise ValueError("min_sigma must be > 0")
+        if self.min_sigma <= 0 or self.share_dispersion < 0:
+            raise ValueError("min_sigma must be > 0 and share_dispersion >= 0")
         object.__setattr__(self, "sustained_buckets", tuple(int(w) for w in self.sustained_buckets))
         if any(w < 2 or w > self.baseline_buckets for w in self.sustained_buckets):
             raise ValueError("sustained_buckets must lie in [2, baseline_buckets]")

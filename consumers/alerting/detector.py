@@ -67,6 +67,37 @@ def robust_center_spread(values: np.ndarray, floor: float) -> tuple[float, float
     return med, max(MAD_TO_SIGMA * float(np.median(np.abs(values - med))), floor)
 
 
+def share_residual(neg: np.ndarray, tot: np.ndarray, value: float, total: float, floor: float,
+                   min_dispersion: float = 0.0) -> tuple[float | None, float | None]:
+    """Robust z of a bucket's negative share against a history of (negative, total) volumes,
+    and the history's share ``p``; (None, None) without a usable history.
+
+    The residual ``anscombe(neg) - anscombe(p * total)`` has unit spread when the mix is binomial,
+    but a real sentiment mix also wanders (news days, topic mix): that extra, multiplicative part
+    grows with the volume, ``1 + phi^2 * p * total`` in variance. ``phi^2`` is read off the
+    history's spread at its typical volume (never below ``min_dispersion^2``: at a few dozen
+    mentions per bucket the binomial noise hides it), and the current bucket is judged at its own volume,
+    so a chatter burst at 20x the usual volume with an ordinary, slightly drifted mix is not an
+    extreme share, while a quiet hour keeps the binomial spread. Buckets without volume (a quiet
+    night, a feed outage) say nothing about the mix and are left out: many of them would shrink
+    the spread to nothing."""
+    known = ~np.isnan(tot) & (tot > 0)
+    if not known.any():
+        return None, None
+    neg, tot = neg[known], tot[known]
+    denom = float(tot.sum())
+    if denom <= 0:
+        return None, None
+    p = min(float(neg.sum()) / denom, 1.0)
+    expected = p * tot
+    med, sigma = robust_center_spread(anscombe(neg) - anscombe(expected), floor)
+    typical = float(np.median(expected))
+    extra = max(sigma * sigma - 1.0, 0.0) / typical if typical > 0 else 0.0  # phi^2
+    extra = max(extra, min_dispersion * min_dispersion)
+    spread = max(math.sqrt(1.0 + extra * p * total), floor)
+    return (float(anscombe(value) - anscombe(p * total)) - med) / spread, p
+
+
 @dataclass(frozen=True)
 class DetectorStep:
     timestamp: float
@@ -138,17 +169,9 @@ class SpikeDetector:
         return med + (float(self.profile.mean[slot]) if seasonal else 0.0), sigma, seasonal
 
     def _share_residual(self, value: float, total: float) -> tuple[float | None, float | None]:
-        neg, tot = self._hist("neg"), self._hist("total")
-        known = ~np.isnan(tot)
-        if not known.any():
-            return None, None
-        neg, tot = neg[known], tot[known]
-        denom = float(tot.sum())
-        if denom <= 0:
-            return None, None
-        p = min(float(neg.sum()) / denom, 1.0)
-        med, sigma = robust_center_spread(anscombe(neg) - anscombe(p * tot), self.config.min_sigma)
-        return (float(anscombe(value) - anscombe(p * total)) - med) / sigma, p
+        c = self.config
+        return share_residual(self._hist("neg"), self._hist("total"), value, total, c.min_sigma,
+                              c.share_dispersion)
 
     def _cap(self, w: int) -> float:
         # Each bucket adds at most this much to a windowed mean, so the long (sustained) windows
@@ -289,8 +312,14 @@ class SpikeDetector:
         if self._n > 0 and y > expected_y + cap_z * sigma:
             y = expected_y + cap_z * sigma
             neg = inverse_anscombe(y)
-        if total is not None:
-            total = max(total - (value - neg), neg)
+            if total is not None:
+                if rs is not None and rs < self.config.share_threshold:
+                    # More volume with an ordinary mix (chatter, the first buckets after a feed
+                    # outage): scale both down, so the share baseline keeps the bucket's mix.
+                    total = total * neg / value
+                else:
+                    # The excess is an incident's negative volume: leave it out of both.
+                    total = max(total - (value - neg), neg)
         h["y"][i], h["neg"][i], h["slot"][i] = y, neg, slot
         h["total"][i] = np.nan if total is None else total
         self._pos = (i + 1) % self.config.baseline_buckets

@@ -46,7 +46,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.special import log_ndtr
 
-from consumers.alerting.detector import Severity, anscombe, robust_center_spread, to_epoch
+from consumers.alerting.detector import Severity, anscombe, share_residual, to_epoch
 
 STATE_VERSION = 1
 LOG10 = math.log(10.0)
@@ -71,6 +71,9 @@ class ShapeConfig:
     cooldown_buckets: int = 100
     # With a total volume: the negative share must also be this unusual (robust z).
     share_threshold: float = 2.0
+    # Relative wander of the negative share beyond binomial noise that is always assumed (as in
+    # the live detector's DetectorConfig.share_dispersion).
+    share_dispersion: float = 0.1
     # Sub-sequence lengths (buckets) whose shapes are compared with the history: 1 sees new
     # values, longer ones changed shapes; nearest neighbours averaged per comparison.
     shape_lengths: tuple[int, ...] = (1, 8, 24)
@@ -250,16 +253,9 @@ class ShapeDetector:
 
     def _share_z(self, value: float, total: float) -> tuple[float | None, float | None]:
         neg, tot = self._observed.values, self._total.values
-        known = ~np.isnan(tot)
-        if known.sum() < self.config.min_score_history:
+        if np.count_nonzero(tot > 0) < self.config.min_score_history:  # NaN > 0 is False
             return None, None
-        neg, tot = neg[known], tot[known]
-        denom = float(tot.sum())
-        if denom <= 0:
-            return None, None
-        p = min(float(neg.sum()) / denom, 1.0)
-        med, sigma = robust_center_spread(anscombe(neg) - anscombe(p * tot), 1.0)
-        return (float(anscombe(value) - anscombe(p * total)) - med) / sigma, p
+        return share_residual(neg, tot, value, total, 1.0, self.config.share_dispersion)
 
     # -- stepping ----------------------------------------------------------------------------
     def update(self, timestamp: float | datetime, value: float, total: float | None = None) -> ShapeStep:

@@ -243,3 +243,45 @@ def test_a_version_1_state_without_the_burst_window_history_still_resumes():
         del state["history"][name]
     clone = SpikeDetector.from_dict(state)
     assert clone.update(MONDAY + 60 * 60, 10.0).sustained_score is not None
+
+
+def test_a_huge_chatter_burst_whose_mix_is_a_few_percent_off_is_not_an_extreme_share():
+    # At 800 negative mentions the binomial spread of the share is about 1.6 %; a real mix wanders
+    # more than that, so a burst at 20x the volume with 33 % instead of 30 % negative is ordinary.
+    rng = np.random.default_rng(10)
+    totals = rng.poisson(120, 300).astype(float)
+    neg = rng.binomial(totals.astype(int), 0.3).astype(float)
+    totals[250] = 2400.0
+    neg[250] = 0.33 * 2400
+    _, steps = run(neg, totals)
+    assert steps[250].share_score < CFG.share_threshold
+    assert 250 not in alerts(steps)
+    # With binomial noise alone the same bucket looks extreme: the wander is what keeps it ordinary.
+    _, binomial_only = run(neg, totals, CFG.with_(share_dispersion=0.0))
+    assert binomial_only[250].share_score > CFG.share_threshold
+
+
+def test_a_feed_outage_does_not_bend_the_share_baseline():
+    # Zero totals carry no mix, and the volume that resumes after the outage is capped against a
+    # baseline that learned the silence: neither may make an ordinary mix look extreme later.
+    rng = np.random.default_rng(11)
+    totals = rng.poisson(60, 300).astype(float)
+    neg = rng.binomial(totals.astype(int), 0.3).astype(float)
+    gap_totals, gap_neg = totals.copy(), neg.copy()
+    gap_totals[100:250] = 0.0
+    gap_neg[100:250] = 0.0
+    _, steps = run(neg, totals)
+    _, with_gap = run(gap_neg, gap_totals)
+    # The share z after the outage is on the scale of the share z without it, not many times it.
+    assert abs(with_gap[260].share_score) < max(2.0, 2 * abs(steps[260].share_score))
+    assert all(abs(s.share_score) < CFG.share_threshold + 1 for s in with_gap[250:300])
+
+
+def test_a_doubled_negative_share_at_ordinary_volume_is_still_extreme():
+    rng = np.random.default_rng(12)
+    totals = rng.poisson(60, 300).astype(float)
+    neg = rng.binomial(totals.astype(int), 0.3).astype(float)
+    neg[250] = 0.6 * totals[250]
+    _, steps = run(neg, totals)
+    assert steps[250].share_score > CFG.share_threshold
+    assert alerts(steps) == [250]
