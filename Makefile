@@ -61,8 +61,9 @@ bench-models: setup
 bench-explain: setup
 	$(PY) -m bench.bench_explain $(BENCH_EXPLAIN_ARGS)
 
+# Refuses a busy machine (BENCH_E2E_ARGS=--allow-busy flags the results instead); --profile adds where a worker's time goes.
 bench-e2e: setup up
-	$(PY) -m bench.bench_e2e
+	$(PY) -m bench.bench_e2e $(BENCH_E2E_ARGS)
 
 # Synthetic suite (the live alerter's detector) and the NAB dev corpus of real series (../shared/data/nab-dev).
 bench-detector: venv

@@ -96,3 +96,67 @@ class CpuMeter:
         if busy is None or self._busy0 is None or wall <= 0:
             return None
         return max(0.0, (busy - self._busy0 - own) / wall)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of a process, all its threads, since it started; None once it is gone."""
+    try:
+        data = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may hold spaces; utime and stime are fields
+    # 14 and 15, counted from the state (field 3) right after it.
+    fields = data[data.rindex(")") + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# Command-line markers of the local stack's JVMs (scripts/stack.sh): Kafka and Elasticsearch.
+STACK_MARKERS = (b"kafka.Kafka", b"org.elasticsearch.bootstrap.Elasticsearch")
+
+
+def stack_pids(markers: tuple[bytes, ...] = STACK_MARKERS) -> list[int]:
+    """Processes of the Kafka broker and the Elasticsearch nodes on this machine."""
+    out = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if any(m in cmd for m in markers):
+            out.append(int(entry))
+    return sorted(out)
+
+
+class OthersCpuMeter:
+    """Like ``CpuMeter`` for a run spread over several processes (a pipeline, the broker, the search
+    engine): cores' worth of CPU used by everything but this process and ``pids()`` between
+    ``start()`` and ``stop()``. A process started in between counts from its start; call ``stop()``
+    before the run's processes exit (the CPU of one already gone would count as someone else's)."""
+
+    def __init__(self, pids: Callable[[], list[int]]):
+        self.pids = pids
+        self._t0 = self._busy0 = None
+        self._cpu0: dict[int, float] = {}
+
+    def _ours(self) -> dict[int, float]:
+        out = {}
+        for pid in {os.getpid(), *self.pids()}:
+            cpu = process_cpu_seconds(pid)
+            if cpu is not None:
+                out[pid] = cpu
+        return out
+
+    def start(self) -> "OthersCpuMeter":
+        self._t0, self._busy0, self._cpu0 = time.perf_counter(), _busy_seconds(), self._ours()
+        return self
+
+    def stop(self) -> float | None:
+        wall = time.perf_counter() - self._t0
+        busy = _busy_seconds()
+        ours = sum(cpu - self._cpu0.get(pid, 0.0) for pid, cpu in self._ours().items())
+        if busy is None or self._busy0 is None or wall <= 0:
+            return None
+        return max(0.0, (busy - self._busy0 - ours) / wall)

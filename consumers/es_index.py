@@ -59,11 +59,14 @@ def daily_index(es_settings: ElasticsearchSettings, when: datetime, now: datetim
 
 
 def ensure_event_template(es: Elasticsearch, es_settings: ElasticsearchSettings) -> None:
-    """Every daily index gets the explicit mappings, joins the read alias automatically and, where the
-    cluster has lifecycle management, is deleted ``retention_days`` after its day."""
+    """Every daily index gets the explicit mappings and ``refresh_interval``, joins the read alias
+    automatically and, where the cluster has lifecycle management, is deleted ``retention_days`` after
+    its day. A template applies to indices created after it: today's index keeps its refresh interval
+    until tomorrow's is created (or ``PUT <alias>/_settings`` changes it)."""
     prefix = es_settings.index_prefix
     settings: dict[str, Any] = {"number_of_shards": es_settings.number_of_shards,
-                                "number_of_replicas": es_settings.number_of_replicas, "refresh_interval": "1s"}
+                                "number_of_replicas": es_settings.number_of_replicas,
+                                "refresh_interval": es_settings.refresh_interval}
     if ensure_lifecycle(es, es_settings):
         # The index's age counts from the day in its name, not from when it was created.
         settings |= {"index.lifecycle.name": policy_name(es_settings), "index.lifecycle.parse_origination_date": True}

@@ -149,6 +149,11 @@ class ElasticsearchSettings(_Section):
                                                               "after their day (None: kept)")
     number_of_shards: int = Field(1, ge=1, description="of each daily events index")
     number_of_replicas: int = Field(0, ge=0, description="of each daily events index (0 on one node)")
+    refresh_interval: str = Field("1s", pattern=r"^(-1|[1-9][0-9]*(ms|s|m|h|d))$",
+                                  description="how often new events become searchable in each daily events "
+                                              "index (an Elasticsearch time: 200ms, 1s, 30s; -1 only on an "
+                                              "explicit refresh); shorter means fresher results and more "
+                                              "segment merging. Applies to indices created from then on")
     archive_after_days: int = Field(90, ge=1, description="events published longer ago go to one "
                                                           "<index_prefix>-archive index, not one index per day")
 
@@ -180,6 +185,9 @@ class ModelSettings(_Section):
     data_dir: Path = REPO_ROOT.parent / "shared" / "data" / "financial-tweets"
     max_length: int = Field(128, ge=8)
     device: str = "auto"
+    threads: int | None = Field(None, ge=1, description="intra-op threads of the model (onnxruntime, torch); "
+                                                        "None: the backend's default, about one per core. "
+                                                        "Several workers on one machine: cores / workers each")
     explain_negative: bool = Field(False, description="the worker also explains every negative record (the words "
                                                       "that raised P(negative) in its explanation field); ~11x the "
                                                       "model cost of a negative record, so off by default")

@@ -139,12 +139,14 @@ class Classifier:
         """Build derived files if missing (``models.build``), then load the chosen backend.
         ``backend`` overrides ``ms.backend``; "auto" picks the fastest available. ``batch_size``
         caps the rows per forward pass: a larger ``predict`` call is split into length-sorted
-        batches of this size, which pads far less than one big batch."""
+        batches of this size, which pads far less than one big batch. ``threads`` overrides
+        ``ms.threads`` (intra-op threads; None: the backend's default)."""
         from models.artifact import read_config, read_labels
         from models.build import BACKEND_FILES, ensure_built
         from models.tokenizer import FastTokenizer
 
         name = backend or ms.backend
+        threads = threads if threads is not None else ms.threads
         if name == "auto":
             name = auto_backend(ms)
         if name not in BACKENDS:

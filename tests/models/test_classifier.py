@@ -339,3 +339,14 @@ def test_calling_cleans_the_text_as_the_stream_worker_does(api_clf):
     assert api_clf("<b>Tesla</b> shares plunge 12% https://example.com/x") == api_clf("Tesla shares plunge 12%")
     with pytest.raises(ValueError):
         api_clf("https://example.com/only-a-link")
+
+
+def test_model_threads_setting_sizes_the_onnx_pool_and_an_argument_overrides_it(model_settings):
+    from models import Classifier
+
+    def intra_op(clf) -> int:
+        return clf._backend.session.get_session_options().intra_op_num_threads
+
+    one = model_settings.model_copy(update={"threads": 1})
+    assert intra_op(Classifier.from_settings(one, backend="onnx-int8")) == 1  # e.g. two workers on two cores
+    assert intra_op(Classifier.from_settings(one, backend="onnx-int8", threads=2)) == 2

@@ -20,7 +20,7 @@ def _event(i: int, sentiment: str) -> dict:
 
 
 def test_template_bulk_and_query(es, unique):
-    s = ElasticsearchSettings(index_prefix=f"it-events-{unique}")
+    s = ElasticsearchSettings(index_prefix=f"it-events-{unique}", refresh_interval="500ms")
     ensure_event_template(es, s)
     assert es.indices.exists_index_template(name=template_name(s))
 
@@ -36,6 +36,7 @@ def test_template_bulk_and_query(es, unique):
 
     alias = s.index_prefix
     assert es.count(index=alias)["count"] == 30
+    assert es.indices.get_settings(index=index)[index]["settings"]["index"]["refresh_interval"] == "500ms"
     mapping = es.indices.get_mapping(index=index)[index]["mappings"]
     assert mapping["properties"]["tickers"]["type"] == "nested"
     res = es.search(index=alias, size=0, query={"term": {"sentiment": "negative"}},

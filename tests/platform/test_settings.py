@@ -53,6 +53,26 @@ def test_invalid_values_are_rejected():
         Settings(alerts={"threshold": 3.0, "clear_threshold": 5.0})
 
 
+@pytest.mark.parametrize("value", ["1s", "200ms", "30s", "5m", "-1"])
+def test_the_refresh_interval_takes_elasticsearch_times(value, monkeypatch):
+    assert Settings().elasticsearch.refresh_interval == "1s"
+    monkeypatch.setenv("MARKETPULSE_ELASTICSEARCH__REFRESH_INTERVAL", value)
+    assert Settings().elasticsearch.refresh_interval == value
+
+
+@pytest.mark.parametrize("value", ["1.5s", "1 s", "0s", "fast", "", "10"])
+def test_a_refresh_interval_elasticsearch_would_refuse_is_refused_here(value):
+    with pytest.raises(ValidationError, match="refresh_interval"):
+        Settings(elasticsearch={"refresh_interval": value})
+
+
+def test_model_threads_default_to_the_backend_and_must_be_positive():
+    assert Settings().model.threads is None
+    assert Settings(model={"threads": 1}).model.threads == 1
+    with pytest.raises(ValidationError, match="threads"):
+        Settings(model={"threads": 0})
+
+
 def test_es_auth_prefers_api_key_then_basic():
     assert "api_key" in Settings(elasticsearch={"api_key": "k", "username": "u"}).elasticsearch.client_kwargs()
     kw = Settings(elasticsearch={"username": "u", "password": "p"}).elasticsearch.client_kwargs()
