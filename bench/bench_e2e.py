@@ -799,7 +799,8 @@ def markdown(res: dict) -> str:
         if len(half) > 1:
             a, b = half[0], half[-1]
             lines.append(f"Refresh {a['refresh_interval']} → {b['refresh_interval']}: p99 "
-                         f"{_f(a['latency_s']['p99'] - b['latency_s']['p99'], '+.2f')} s, median wait for the refresh "
+                         f"{_f(a['latency_s']['p99'])} → {_f(b['latency_s']['p99'])} s "
+                         f"({_f(b['latency_s']['p99'] - a['latency_s']['p99'], '+.2f')} s), median wait for the refresh "
                          f"{_f(a['breakdown_p50_s']['indexed_to_searchable'])} → "
                          f"{_f(b['breakdown_p50_s']['indexed_to_searchable'])} s "
                          "(setting `elasticsearch.refresh_interval`).")

@@ -40,7 +40,7 @@ class DetectorConfig:
     # The relative wander of the negative share beyond binomial noise that is always assumed
     # (classifier noise, topic mix, news days): at hundreds of mentions per bucket the binomial
     # spread alone is so narrow that an ordinary mix a few percent off would look extreme.
-    share_dispersion: float = 0.1
+    share_dispersion: float = 0.07
     # Also score the means of the last N standardised residuals (one score per N): a sustained
     # rise that is modest in every single bucket (gradual ramps, overdispersed busy series) or a
     # short burst of a few buckets (N <= burst_max_buckets) still stands out.

@@ -73,7 +73,7 @@ class ShapeConfig:
     share_threshold: float = 2.0
     # Relative wander of the negative share beyond binomial noise that is always assumed (as in
     # the live detector's DetectorConfig.share_dispersion).
-    share_dispersion: float = 0.1
+    share_dispersion: float = 0.07
     # Sub-sequence lengths (buckets) whose shapes are compared with the history: 1 sees new
     # values, longer ones changed shapes; nearest neighbours averaged per comparison.
     shape_lengths: tuple[int, ...] = (1, 8, 24)

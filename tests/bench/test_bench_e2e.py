@@ -280,5 +280,5 @@ def test_the_tables_say_what_was_measured():
     assert "1 worker(s): micro-batches of 60 records on average, sink bulks of 40 documents (12 ms each)" in md
     assert "1 → 2 workers: ×1.02" in md
     assert "p99 at half load: 1.40 s with refresh 1s, 0.70 s with refresh 200ms" in md
-    assert "Refresh 1s → 200ms: p99 +0.70 s, median wait for the refresh 0.60 → 0.10 s" in md
+    assert "Refresh 1s → 200ms: p99 1.40 → 0.70 s (-0.70 s), median wait for the refresh 0.60 → 0.10 s" in md
     json.dumps(res)  # the results stay JSON
