@@ -43,7 +43,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from bench.bench_models import machine_info, pin_thread_env, summarize, timed_pass
+from bench.bench_models import interleaved, machine_info, pin_thread_env, summarize, timed_pass
 from bench.machine_load import MAX_LOAD_PER_CORE, MAX_OTHER_CPU_PER_CORE, check_load, usable_cores
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,32 +142,14 @@ def chunked(fn: Callable[[list[str]], object], texts: list[str], chunk: int) -> 
 def measure_methods(fns: dict[str, Callable[[list[str]], object]], texts: list[str], chunk: int, repeats: int,
                     other_limit: float | None, retries: int = 2, log=print) -> dict[str, dict]:
     """Interleaved timed passes of every method over all texts; name -> summarize() + load fields."""
-    runs: dict[str, list[float]] = {n: [] for n in fns}
-    others: dict[str, list[float]] = {n: [] for n in fns}
-    retimed = {n: 0 for n in fns}
-    still = {n: 0 for n in fns}
-    names = list(fns)
-    for r in range(repeats):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            for attempt in range(retries + 1):
-                tps, other = timed_pass(fns[name], texts, chunk)
-                hit = other_limit is not None and other is not None and other > other_limit
-                log(f"{name:36s} repeat {r + 1}/{repeats}: {tps:7.1f} texts/s"
-                    + (f"  (others used {other:.2f} cores)" if other is not None else "")
-                    + ("  disturbed, timing it again" if hit and attempt < retries else ""))
-                if not hit or attempt == retries:
-                    break
-                retimed[name] += 1
-            runs[name].append(tps)
-            still[name] += int(hit)
-            if other is not None:
-                others[name].append(other)
+    cells = {name: (lambda fn=fn: timed_pass(fn, texts, chunk)) for name, fn in fns.items()}
+    timed = interleaved(cells, repeats, lambda name: f"{name:36s}", other_limit, retries, log)
     out = {}
-    for name in names:
-        out[name] = summarize(runs[name])
-        out[name].update(disturbed=retimed[name], still_disturbed=still[name])
-        if others[name]:
-            out[name]["other_cores_mean"] = round(statistics.mean(others[name]), 2)
+    for name, t in timed.items():
+        out[name] = summarize(t.runs)
+        out[name].update(disturbed=t.retimed, still_disturbed=t.still)
+        if t.others:
+            out[name]["other_cores_mean"] = round(statistics.mean(t.others), 2)
     return out
 
 

@@ -54,9 +54,10 @@ import socket
 import statistics
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from bench.machine_load import MAX_LOAD_PER_CORE, MAX_OTHER_CPU_PER_CORE, CpuMeter, check_load, usable_cores
 
@@ -229,34 +230,56 @@ def measure(fn: Callable[[list[str]], object], texts: list[str], batches: tuple[
     for b in batches:
         for i in range(0, min(len(texts), max(2 * b, 8)), b):  # at least two calls, new shapes allocated
             fn(texts[i : i + b])
-    runs: dict[int, list[float]] = {b: [] for b in batches}
-    others: dict[int, list[float]] = {b: [] for b in batches}
-    discarded = {b: 0 for b in batches}
-    still = {b: 0 for b in batches}
+    cells = {b: (lambda b=b: timed_pass(fn, texts, b)) for b in batches}
+    timed = interleaved(cells, repeats, lambda b: f"{label:12s} batch {b:4d}", other_limit, retries, log)
+    out = {}
+    for b, t in timed.items():
+        out[str(b)] = summarize(t.runs)
+        if t.others:
+            out[str(b)]["other_cores_max"] = round(max(t.others), 2)
+            out[str(b)]["other_cores_mean"] = round(statistics.mean(t.others), 2)
+        if other_limit is not None:
+            out[str(b)]["disturbed"] = t.retimed
+            out[str(b)]["still_disturbed"] = t.still
+    return out
+
+
+@dataclass
+class Timed:
+    """One cell's kept passes (texts/s), the cores other processes used in them, the passes timed
+    again because others were busy, and the kept passes that were still disturbed."""
+
+    runs: list[float] = field(default_factory=list)
+    others: list[float] = field(default_factory=list)
+    retimed: int = 0
+    still: int = 0
+
+
+def interleaved(cells: dict[Any, Callable[[], tuple[float, float | None]]], repeats: int,
+                label: Callable[[Any], str], other_limit: float | None, retries: int = 2,
+                log=print) -> dict[Any, Timed]:
+    """``repeats`` passes of every cell, in alternating order (a drift in the machine's speed then
+    hits every cell alike). Each cell returns (texts/s, cores other processes used); a pass during
+    which others used more than ``other_limit`` cores is timed again, at most ``retries`` times,
+    and the last try is kept either way."""
+    out = {key: Timed() for key in cells}
+    keys = list(cells)
     for r in range(repeats):
-        for b in (batches if r % 2 == 0 else tuple(reversed(batches))):
+        for key in (keys if r % 2 == 0 else keys[::-1]):
+            t = out[key]
             for attempt in range(retries + 1):
-                tps, other = timed_pass(fn, texts, b)
+                tps, other = cells[key]()
                 hit = other_limit is not None and other is not None and other > other_limit
-                log(f"{label:12s} batch {b:4d} repeat {r + 1}/{repeats}: {tps:8.1f} texts/s"
+                log(f"{label(key)} repeat {r + 1}/{repeats}: {tps:8.1f} texts/s"
                     + (f"  (others used {other:.2f} cores)" if other is not None else "")
                     + ("  disturbed, timing it again" if hit and attempt < retries else ""))
                 if not hit or attempt == retries:
                     break
-                discarded[b] += 1
-            runs[b].append(tps)
-            still[b] += int(hit)
+                t.retimed += 1
+            t.runs.append(tps)
+            t.still += int(hit)
             if other is not None:
-                others[b].append(other)
-    out = {}
-    for b in batches:
-        out[str(b)] = summarize(runs[b])
-        if others[b]:
-            out[str(b)]["other_cores_max"] = round(max(others[b]), 2)
-            out[str(b)]["other_cores_mean"] = round(statistics.mean(others[b]), 2)
-        if other_limit is not None:
-            out[str(b)]["disturbed"] = discarded[b]
-            out[str(b)]["still_disturbed"] = still[b]
+                t.others.append(other)
     return out
 
 
