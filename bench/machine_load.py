@@ -76,28 +76,6 @@ def _busy_seconds() -> float | None:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
-class CpuMeter:
-    """Cores' worth of CPU used by everything but this process between ``start()`` and ``stop()``.
-
-    ``stop()`` returns that average (0.5 = half a core on average), or None where /proc/stat is
-    missing. Resolution is the kernel tick (10 ms), ample for intervals of a second or more."""
-
-    def __init__(self) -> None:
-        self._t0 = self._busy0 = self._own0 = None
-
-    def start(self) -> "CpuMeter":
-        self._t0, self._busy0, self._own0 = time.perf_counter(), _busy_seconds(), time.process_time()
-        return self
-
-    def stop(self) -> float | None:
-        wall = time.perf_counter() - self._t0
-        busy = _busy_seconds()
-        own = time.process_time() - self._own0
-        if busy is None or self._busy0 is None or wall <= 0:
-            return None
-        return max(0.0, (busy - self._busy0 - own) / wall)
-
-
 def process_cpu_seconds(pid: int) -> float | None:
     """User + system CPU of a process, all its threads, since it started; None once it is gone."""
     try:
@@ -160,3 +138,13 @@ class OthersCpuMeter:
         if busy is None or self._busy0 is None or wall <= 0:
             return None
         return max(0.0, (busy - self._busy0 - ours) / wall)
+
+
+class CpuMeter(OthersCpuMeter):
+    """Cores' worth of CPU used by everything but this process between ``start()`` and ``stop()``.
+
+    ``stop()`` returns that average (0.5 = half a core on average), or None where /proc/stat is
+    missing. Resolution is the kernel tick (10 ms), ample for intervals of a second or more."""
+
+    def __init__(self) -> None:
+        super().__init__(list)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from marketpulse.settings import ModelSettings
@@ -33,6 +34,28 @@ def usable_rows(rows: list[Row], with_id: bool = False, unit: str = "line") -> t
             reason = "no text left after removing markup and URLs"
         out[i] = {**({"id": r.id} if with_id else {}), "line": r.line, "error": f"{unit} {r.line}: {reason}"}
     return out, good, texts
+
+
+@dataclass
+class Tally:
+    """Counts over the chunks of one run: rows, failed rows, the first error, and the seconds spent
+    in the model (reading and writing left out of ``texts_per_s``)."""
+
+    rows: int = 0
+    errors: int = 0
+    first_error: str | None = None
+    busy_s: float = 0.0
+
+    def add(self, records: list[dict], seconds: float) -> None:
+        self.rows += len(records)
+        bad = [r["error"] for r in records if "error" in r]
+        self.errors += len(bad)
+        self.first_error = self.first_error or (bad[0] if bad else None)
+        self.busy_s += seconds
+
+    def counts(self) -> dict:
+        return {"rows": self.rows, "errors": self.errors, "first_error": self.first_error,
+                "texts_per_s": (self.rows - self.errors) / self.busy_s if self.busy_s > 0 else 0.0}
 
 
 def classify_rows(clf, rows: list[Row], explain: bool = False, with_id: bool = False,
@@ -84,25 +107,18 @@ def classify_file(ms: ModelSettings, input_path: str, output_path: str, *,
         clf = Classifier.from_settings(ms, backend=backend, batch_size=batch_size)
         writer = RecordWriter(str(output_path), out_fmt, clf.labels.sentiment, with_id=with_id,
                               explain=explain, id_type=source.id_type)
-        rows = errors = 0
-        first_error = None
-        busy = 0.0
+        tally = Tally()
         try:
             with _progress(source, progress) as advance:
                 for chunk in itertools.chain([first], chunks):
                     t0 = time.perf_counter()
                     records = classify_rows(clf, chunk, explain=explain, with_id=with_id, unit=source.unit)
-                    busy += time.perf_counter() - t0
+                    tally.add(records, time.perf_counter() - t0)
                     writer.write(records)
-                    rows += len(records)
-                    bad = [r["error"] for r in records if "error" in r]
-                    errors += len(bad)
-                    first_error = first_error or (bad[0] if bad else None)
-                    advance(rows)
+                    advance(tally.rows)
         except BaseException:
             writer.abort()
             raise
         writer.close()
-    return {"rows": rows, "errors": errors, "first_error": first_error, "backend": clf.backend,
-            "output": "<stdout>" if str(output_path) == STDIO else str(output_path),
-            "texts_per_s": (rows - errors) / busy if busy > 0 else 0.0}
+    return {**tally.counts(), "backend": clf.backend,
+            "output": "<stdout>" if str(output_path) == STDIO else str(output_path)}

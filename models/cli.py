@@ -101,6 +101,13 @@ def repack_cmd(
     typer.echo(f"repacked {artifact / ADAPTER_FILE}")
 
 
+def _exit_if_rows_failed(stats: dict) -> None:
+    """Exit 4 when some rows failed (the others are done and written): the count and the first."""
+    if stats["errors"]:
+        typer.echo(f"{stats['errors']} of {stats['rows']} rows failed (first: {stats['first_error']})", err=True)
+        raise typer.Exit(4)
+
+
 def _reader_gone() -> typer.Exit:
     """The reader of stdout stopped (`| head`): end quietly with the shell's SIGPIPE status, with
     stdout pointed at /dev/null so the interpreter's final flush does not fail again."""
@@ -215,9 +222,7 @@ def register(app: typer.Typer) -> None:
         # Status goes to stderr so that `-o -` leaves stdout to the data.
         typer.echo(f"{stats['rows']} rows -> {stats['output']} (backend {stats['backend']}, "
                    f"{stats['texts_per_s']:.0f} texts/s)", err=True)
-        if stats["errors"]:
-            typer.echo(f"{stats['errors']} of {stats['rows']} rows failed (first: {stats['first_error']})", err=True)
-            raise typer.Exit(4)
+        _exit_if_rows_failed(stats)
 
     @app.command("explain")
     def explain_cmd(
@@ -278,6 +283,4 @@ def register(app: typer.Typer) -> None:
             raise _reader_gone() from None
         typer.echo(f"{stats['rows'] - stats['errors']} of {stats['rows']} texts explained (backend "
                    f"{stats['backend']}, {stats['method']}, {stats['texts_per_s']:.1f} texts/s)", err=True)
-        if stats["errors"]:
-            typer.echo(f"{stats['errors']} of {stats['rows']} rows failed (first: {stats['first_error']})", err=True)
-            raise typer.Exit(4)
+        _exit_if_rows_failed(stats)

@@ -13,7 +13,7 @@ import time
 from typing import Callable, Iterable, Iterator
 
 from marketpulse.settings import ModelSettings
-from models.classify import usable_rows
+from models.classify import Tally, usable_rows
 from models.explain import DEFAULT_METHOD
 from models.io import Row
 
@@ -54,17 +54,10 @@ def explain_chunks(ms: ModelSettings, chunks: Iterator[list[Row]], write: Callab
 
     first = next(chunks)
     clf = Classifier.from_settings(ms, backend=backend, batch_size=batch_size)
-    rows = errors = 0
-    first_error = None
-    busy = 0.0
+    tally = Tally()
     for chunk in itertools.chain([first], chunks):
         t0 = time.perf_counter()
         records = explain_rows(clf, chunk, top_k, label, method, with_id, unit)
-        busy += time.perf_counter() - t0
+        tally.add(records, time.perf_counter() - t0)
         write(records)
-        rows += len(records)
-        bad = [r["error"] for r in records if "error" in r]
-        errors += len(bad)
-        first_error = first_error or (bad[0] if bad else None)
-    return {"rows": rows, "errors": errors, "first_error": first_error, "backend": clf.backend,
-            "method": method or DEFAULT_METHOD, "texts_per_s": (rows - errors) / busy if busy > 0 else 0.0}
+    return {**tally.counts(), "backend": clf.backend, "method": method or DEFAULT_METHOD}
