@@ -4,8 +4,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+from pydantic import ValidationError
 
 from consumers.alerting import DetectorConfig
+from marketpulse.cli_errors import validation_line
 from marketpulse.settings import AlertSettings
 
 CURRENT = "current"
@@ -22,7 +24,10 @@ def load_alert_config(spec: str | Path, base: AlertSettings) -> tuple[str, Detec
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict) or not isinstance(data.get("alerts", {}), dict):
         raise ValueError(f"alert config {path}: expected a mapping with an 'alerts:' section")
-    merged = AlertSettings.model_validate({**base.model_dump(), **(data.get("alerts") or {})})
+    try:
+        merged = AlertSettings.model_validate({**base.model_dump(), **(data.get("alerts") or {})})
+    except ValidationError as e:  # the keys are the file's: say which file
+        raise ValueError(f"alert config {path}: {validation_line(e)}") from None
     if not merged.clear_threshold < merged.threshold <= merged.critical_threshold:
         raise ValueError(f"alert config {path}: need clear_threshold < threshold <= critical_threshold")
     return path.stem, DetectorConfig.from_settings(merged)
