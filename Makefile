@@ -5,7 +5,7 @@ PY := .venv/bin/python
 PIP_STAMP := .venv/.installed-$(shell cat pyproject.toml 2>/dev/null | sha1sum | cut -c1-12)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help setup venv stack-fetch models-build up down status test test-unit demo bench bench-models bench-explain bench-e2e bench-detector bench-novelty clean
+.PHONY: help setup venv stack-fetch models-build up down status test test-unit demo bench bench-models bench-model-steps bench-explain bench-e2e bench-detector bench-novelty clean
 
 help:
 	@echo "make demo   - install what is missing, start Kafka + Elasticsearch, run the pipeline demo"
@@ -57,6 +57,10 @@ demo: setup up
 bench-models: setup
 	$(PY) -m bench.bench_models
 
+# texts/s and dev accuracy per CPU optimisation step, time per operator (refuses a busy machine).
+bench-model-steps: setup
+	$(PY) -m bench.bench_model_steps $(BENCH_MODEL_STEPS_ARGS)
+
 # Explanation cost and agreement, occlusion vs the screened method (refuses a busy machine; BENCH_EXPLAIN_ARGS=--allow-busy).
 bench-explain: setup
 	$(PY) -m bench.bench_explain $(BENCH_EXPLAIN_ARGS)
@@ -75,7 +79,7 @@ bench-novelty: venv
 	$(PY) -m bench.bench_novelty $(BENCH_NOVELTY_ARGS)
 
 # bench-novelty first: it needs the idle machine that the other benchmarks would leave busy.
-bench: bench-novelty bench-models bench-explain bench-e2e bench-detector
+bench: bench-novelty bench-models bench-model-steps bench-explain bench-e2e bench-detector
 
 clean:
 	rm -rf models/build .pytest_cache

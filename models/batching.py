@@ -13,25 +13,40 @@ def tokenize(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
     return tokenizer(texts, truncation=True, max_length=max_length, padding=False)["input_ids"]
 
 
-def sorted_batches(token_ids: list[list[int]], batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(original indices, input_ids, attention_mask) per batch, rows of similar length together so a
-    batch pads to little more than its own longest row."""
-    order = np.argsort([len(t) for t in token_ids], kind="stable")
-    for s in range(0, len(order), batch_size):
-        idx = order[s : s + batch_size]
+def sorted_batches(token_ids: list[list[int]], batch_size: int,
+                   max_tokens: int | None = None) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(original indices, input_ids, attention_mask) per forward pass, rows of similar length together
+    so a pass pads to little more than its own longest row. A pass holds at most ``batch_size`` rows
+    and, with ``max_tokens``, at most that many padded tokens (rows x longest row; one row always
+    fits): on a CPU a pass whose activations stay in cache runs fastest, and a fixed row count
+    overshoots that for long texts (bench/bench_model_steps.py measures it)."""
+    lengths = [len(t) for t in token_ids]
+    order = np.argsort(lengths, kind="stable")
+    s = 0
+    while s < len(order):
+        e = min(len(order), s + batch_size)
+        if max_tokens:
+            # Ascending lengths: the row that would join is the pass's longest.
+            stop = s + 1
+            while stop < e and lengths[order[stop]] * (stop + 1 - s) <= max_tokens:
+                stop += 1
+            e = stop
+        idx = order[s:e]
         ids, mask = pad_batch([token_ids[i] for i in idx])
         yield idx, ids, mask
+        s = e
 
 
 def run_batched(
     fn: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, ...]],
     token_ids: list[list[int]],
     batch_size: int,
+    max_tokens: int | None = None,
 ) -> tuple[np.ndarray, ...]:
     """Apply ``fn(input_ids, attention_mask) -> arrays with one row per input`` over sorted batches
     and scatter the rows back to input order."""
     outs: list[np.ndarray] | None = None
-    for idx, ids, mask in sorted_batches(token_ids, batch_size):
+    for idx, ids, mask in sorted_batches(token_ids, batch_size, max_tokens):
         res = fn(ids, mask)
         if outs is None:
             outs = [np.empty((len(token_ids),) + r.shape[1:], dtype=np.float32) for r in res]

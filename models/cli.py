@@ -190,7 +190,8 @@ def register(app: typer.Typer) -> None:
         id_column: Optional[str] = typer.Option(None, help="column copied into the output as 'id'"),
         title_column: Optional[str] = typer.Option(None, help="column with a title, put before the text as the stream worker does"),
         backend: Backend = typer.Option(Backend.auto, help="auto: fastest available (see docs/models.md)"),
-        batch_size: int = typer.Option(32, min=1, help="rows per forward pass (length-sorted)"),
+        batch_size: int | None = typer.Option(None, min=1, help="rows per forward pass, length-sorted "
+                                                                  "(default: 64 on a CPU, 32 on a GPU)"),
         chunk_size: int = typer.Option(512, min=1, help="rows read, classified and written per step"),
         explain: bool = typer.Option(False, "--explain", help="add the words that drove negative predictions"),
         config: Optional[Path] = ConfigOpt,
@@ -243,7 +244,8 @@ def register(app: typer.Typer) -> None:
                                                        help="occlusion (default): drop every word in turn; screened: "
                                                             "in long texts only the words that score highest alone"),
         backend: Backend = typer.Option(Backend.auto, help="auto: fastest available (see docs/models.md)"),
-        batch_size: int = typer.Option(32, min=1, help="rows per forward pass (length-sorted)"),
+        batch_size: int | None = typer.Option(None, min=1, help="rows per forward pass, length-sorted "
+                                                                  "(default: 64 on a CPU, 32 on a GPU)"),
         config: Optional[Path] = ConfigOpt,
     ) -> None:
         """Explain texts: the words that drove their sentiment, as JSONL on stdout.

@@ -44,7 +44,7 @@ def argument_rows(texts: Iterable[str]) -> list[Row]:
 
 
 def explain_chunks(ms: ModelSettings, chunks: Iterator[list[Row]], write: Callable[[list[dict]], None], *,
-                   backend: str = "auto", batch_size: int = 32, top_k: int = 5, label: str | None = None,
+                   backend: str = "auto", batch_size: int | None = None, top_k: int = 5, label: str | None = None,
                    method: str | None = None, with_id: bool = False, unit: str = "line") -> dict:
     """Explain chunk by chunk, handing each chunk's records to ``write`` as soon as they are done.
     The first chunk is read before the model loads, so an input without rows (``NoRows``) or with a

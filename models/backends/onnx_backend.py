@@ -7,7 +7,7 @@ import numpy as np
 
 
 class OnnxBackend:
-    def __init__(self, model_path: Path, name: str = "onnx", threads: int | None = None):
+    def __init__(self, model_path: Path, name: str = "onnx", threads: int | None = None, spinning: bool = False):
         import onnxruntime as ort
 
         if not Path(model_path).is_file():
@@ -18,7 +18,7 @@ class OnnxBackend:
             so.intra_op_num_threads = threads
         # Busy-waiting worker threads burn cores that the stream workers, Kafka and ES share; on a
         # 2-core machine turning spinning off roughly doubled int8 throughput under load.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.session = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
         self.name = name
         self.output_names = [o.name for o in self.session.get_outputs()]

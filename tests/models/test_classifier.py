@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from models.artifact import read_config, read_labels
+from tests.models.conftest import load_classifier
 
 # Written for these tests (not from the training data): headlines and posts across tones, topics
 # and lengths, including very short, very long and non-ASCII ones.
@@ -110,6 +111,28 @@ def test_order_and_batch_size_do_not_change_results(torch_clf):
     for a, b, c in zip(whole, shuffled, one_by_one):
         np.testing.assert_allclose(a[perm], b, atol=1e-5)
         np.testing.assert_allclose(a[:12], c, atol=1e-4)
+
+
+def test_cpu_backends_run_passes_capped_by_padded_tokens(onnx_clf, torch_clf, model_settings):
+    from models.classifier import CPU_ROWS_PER_PASS, CPU_TOKENS_PER_PASS
+
+    for clf in (onnx_clf, torch_clf):  # torch on this machine's CPU
+        assert (clf.batch_size, clf.max_tokens) == (CPU_ROWS_PER_PASS, CPU_TOKENS_PER_PASS), clf.backend
+    assert load_classifier(model_settings, "onnx", batch_size=8).batch_size == 8  # a given cap is kept
+    # fp32: the passes a budget cuts give the same results as one text at a time
+    old = onnx_clf.max_tokens
+    try:
+        onnx_clf.max_tokens = 40
+        budget = onnx_clf.predict_proba(TEXTS)
+    finally:
+        onnx_clf.max_tokens = old
+    onnx_clf.batch_size = 1
+    try:
+        one_by_one = onnx_clf.predict_proba(TEXTS)
+    finally:
+        onnx_clf.batch_size = CPU_ROWS_PER_PASS
+    for a, b in zip(budget, one_by_one):
+        np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 def test_predictions_are_not_constant(torch_clf):
