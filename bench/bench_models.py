@@ -189,16 +189,17 @@ def physics_check(backends: dict[str, dict[str, dict]], padding: dict[str, float
     return issues, notes
 
 
-def padding_overhead(token_lengths: list[int], batch: int, cap: int) -> float:
-    """Padded / real tokens when ``batch`` texts per call are length-sorted and split into forward
-    passes of at most ``cap`` rows, each padded to its longest row (models.batching)."""
+def padding_overhead(token_lengths: list[int], batch: int, cap: int, max_tokens: int | None = None) -> float:
+    """Padded / real tokens when ``batch`` texts per call are cut into the classifier's forward
+    passes (``models.batching.sorted_batches``: length-sorted, at most ``cap`` rows and
+    ``max_tokens`` padded tokens each), each padded to its longest row."""
+    from models.batching import sorted_batches
+
     real = padded = 0
     for i in range(0, len(token_lengths), batch):
-        chunk = sorted(token_lengths[i : i + batch])
-        for j in range(0, len(chunk), cap):
-            part = chunk[j : j + cap]
-            real += sum(part)
-            padded += len(part) * part[-1]
+        for _, ids, mask in sorted_batches([[1] * n for n in token_lengths[i : i + batch]], cap, max_tokens):
+            real += int(mask.sum())
+            padded += ids.size
     return round(padded / real, 3) if real else 1.0
 
 
@@ -376,7 +377,8 @@ def markdown(res: dict) -> str:
     lines.append("")
     lines.append(
         f"Texts/s through `Classifier.predict` (tokenization, both heads, post-processing); batch N = N texts per "
-        f"call, split inside into length-sorted passes of at most {res['max_rows_per_pass']} rows. Median of "
+        f"call, split inside into length-sorted passes of at most {res['max_rows_per_pass']} rows"
+        + (f" and {res['max_tokens_per_pass']} padded tokens" if res.get("max_tokens_per_pass") else "") + ". Median of "
         f"{res['repeats']} timed passes over all texts (min–max in brackets), after a warm-up.")
     lines.append("")
     lines.append("| backend | " + " | ".join(f"batch {b}" for b in batches) + " |")
@@ -518,7 +520,7 @@ def main(argv: list[str] | None = None, loadavg: Callable[[], tuple[float, float
             if name == "torch":
                 res["thread_settings"].update(pin_torch_threads(threads))
             clf = Classifier.from_settings(ms, backend=name, threads=threads)
-            res["max_rows_per_pass"] = clf.batch_size
+            res["max_rows_per_pass"], res["max_tokens_per_pass"] = clf.batch_size, clf.max_tokens
             if token_lengths is None:
                 token_lengths = [len(ids) for ids in clf.tokenizer(texts, truncation=True, max_length=ms.max_length)
                                  ["input_ids"]]
@@ -537,7 +539,8 @@ def main(argv: list[str] | None = None, loadavg: Callable[[], tuple[float, float
         s = sorted(token_lengths)
         res["texts"].update({"tokens_mean": round(statistics.mean(s), 1), "tokens_p50": s[len(s) // 2],
                              "tokens_p95": s[min(len(s) - 1, int(0.95 * len(s)))], "tokens_max": s[-1]})
-        res["padding_overhead"] = {str(b): padding_overhead(token_lengths, b, res["max_rows_per_pass"])
+        res["padding_overhead"] = {str(b): padding_overhead(token_lengths, b, res["max_rows_per_pass"],
+                                                            res.get("max_tokens_per_pass"))
                                    for b in batches}
 
     base = res["backends"].get(BASELINE, {}).get("1")

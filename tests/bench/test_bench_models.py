@@ -37,6 +37,8 @@ def test_padding_overhead():
     assert bm.padding_overhead([40, 10, 30, 20], batch=4, cap=2) == 1.2
     # two calls of 2 in input order: [40, 10] -> 80, [30, 20] -> 60 = 140 / 100
     assert bm.padding_overhead([40, 10, 30, 20], batch=2, cap=32) == 1.4
+    # a token budget of 60: [10, 20] -> 40, then [30] and [40] alone (2 x 30 or 2 x 40 would exceed it)
+    assert bm.padding_overhead([40, 10, 30, 20], batch=4, cap=32, max_tokens=60) == 1.1
 
 
 def test_disturbed_pass_is_timed_again(monkeypatch):
