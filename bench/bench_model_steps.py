@@ -91,10 +91,20 @@ def quantize_static_qdq(src: Path, dst: Path, batches: list[dict]) -> Path:
     return dst
 
 
+FP32 = "fp32, eager attention"
 SDPA_INT8 = "int8 dynamic, SDPA attention"
 SHIPPED_INT8 = "int8 dynamic, eager attention"
 QDQ_INT8 = "int8 static (QDQ), eager attention"
-BASELINE = f"{SDPA_INT8}, 32 rows per pass"  # what shipped before these steps
+# Graphs are compared in fixed 32-row passes (how the classifier ran before these steps); the run
+# settings are then tried on the shipped int8 graph.
+GRAPH_ROWS = 32
+
+
+def graph_step(graph: str) -> str:
+    return f"{graph}, {GRAPH_ROWS} rows per pass"
+
+
+BASELINE = graph_step(SDPA_INT8)  # what shipped before these steps
 
 
 def build_graphs(ms, paths: dict[str, Path], tmp: Path, calib: Callable[[], list[dict]], log) -> dict[str, Path]:
@@ -106,15 +116,13 @@ def build_graphs(ms, paths: dict[str, Path], tmp: Path, calib: Callable[[], list
     model, _, _ = load_merged_model(ms.artifact_dir, attn_implementation="sdpa")
     sdpa = export_onnx(model, tmp / "sdpa.onnx")
     del model
-    graphs = {"fp32, eager attention": paths["onnx"], SDPA_INT8: quantize_int8(sdpa, tmp / "sdpa.int8.onnx"),
+    graphs = {FP32: paths["onnx"], SDPA_INT8: quantize_int8(sdpa, tmp / "sdpa.int8.onnx"),
               SHIPPED_INT8: paths["int8"], QDQ_INT8: quantize_static_qdq(paths["onnx"], tmp / "qdq.onnx", calib())}
     log(f"built the step graphs in {time.time() - t0:.0f} s")
     return graphs
 
 
-# Run settings: (rows per pass, padded tokens per pass, spinning threads). Graphs are compared at
-# the old fixed 32-row passes; the settings are then tried on the shipped int8 graph.
-GRAPH_RUN = (32, None, False)
+# Run settings on the shipped int8 graph: (rows per pass, padded tokens per pass, spinning threads).
 SETTINGS = {
     "16 rows per pass": (16, None, False),
     "<= 1,024 tokens per pass (shipped)": (64, 1024, False),
@@ -133,7 +141,7 @@ def accuracy(clf, splits) -> dict:
 
 
 def op_profile(path: Path, batches: list[dict], threads: int, top: int = 12) -> dict[str, float]:
-    """Share of kernel time per operator type over three passes (in 32-row passes)."""
+    """Share of kernel time per operator type over three passes of ``batches``."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -231,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     paths = ensure_built(ms, log=log)
     base = Classifier.from_settings(ms, backend="onnx-int8", threads=threads)
     texts, source = load_texts(ms.data_dir, args.texts)
+    token_ids = tokenize(base.tokenizer, texts, ms.max_length)
     split = json.loads((ms.artifact_dir / "metrics.json").read_text())["split"]
     splits = load_splits(ms.data_dir, split["dev_fraction"], split["seed"])
     dev = {e.text for e in splits.dev_sentiment + splits.dev_topic}
@@ -239,18 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="model-steps-") as d:
         graphs = build_graphs(ms, paths, Path(d), lambda: calibration_batches(base.tokenizer, ms.max_length,
                                                                                ms.data_dir, dev), log)
-        clfs = {name: Classifier(OnnxBackend(path, name, threads), base.tokenizer, base.labels, base.model_version,
-                                 ms.max_length) for name, path in graphs.items()}
         steps: dict[str, dict] = {}
         clfs = {}
         for name, path in graphs.items():
-            clf = Classifier(OnnxBackend(path, name, threads), base.tokenizer, base.labels, base.model_version,
-                             ms.max_length)
+            key = graph_step(name)
+            clfs[key] = Classifier(OnnxBackend(path, name, threads), base.tokenizer, base.labels, base.model_version,
+                                   ms.max_length, batch_size=GRAPH_ROWS)
             t0 = time.time()
-            steps[f"{name}, 32 rows per pass"] = {"graph": name, "accuracy": accuracy(clf, splits)}
-            log(f"{name}: dev accuracy {steps[f'{name}, 32 rows per pass']['accuracy']} ({time.time() - t0:.0f} s)")
-            clfs[f"{name}, 32 rows per pass"] = clf
-        ref = steps["fp32, eager attention, 32 rows per pass"]["accuracy"]
+            steps[key] = {"graph": name, "accuracy": accuracy(clfs[key], splits)}
+            log(f"{name}: dev accuracy {steps[key]['accuracy']} ({time.time() - t0:.0f} s)")
+        ref = steps[graph_step(FP32)]["accuracy"]
         for st in steps.values():
             st["keeps_accuracy"] = keeps_accuracy(st["accuracy"], ref)
         for name, (rows, tokens, spin) in SETTINGS.items():
@@ -271,18 +278,19 @@ def main(argv: list[str] | None = None) -> int:
                 steps[name]["texts_per_s"] = summarize(t.runs)
         others = [o for t in timed.values() for o in t.others]
         if others and statistics.mean(others) > other_limit:
-            flagged.append(f"Other processes used {statistics.mean(others):.2f} cores on average (> {other_limit:.2f}).")
+            flagged.append(f"Other processes used {statistics.mean(others):.2f} cores on average "
+                           f"(> {other_limit:.2f}).")
 
-        keep = [n for n in graphs if steps[f"{n}, 32 rows per pass"]["keeps_accuracy"]]
-        fastest = max(keep, key=lambda n: steps[f"{n}, 32 rows per pass"]["texts_per_s"]["median"])
-        batches = [{"input_ids": i, "attention_mask": m}
-                   for _, i, m in sorted_batches(tokenize(base.tokenizer, texts, ms.max_length), 32)]
+        keep = [n for n in graphs if steps[graph_step(n)]["keeps_accuracy"]]
+        fastest = max(keep, key=lambda n: steps[graph_step(n)]["texts_per_s"]["median"])
+        batches = [{"input_ids": i, "attention_mask": m} for _, i, m in sorted_batches(token_ids, GRAPH_ROWS)]
         profiles = {name: op_profile(graphs[name], batches, threads) for name in dict.fromkeys([SDPA_INT8, fastest])}
 
-    lengths = sorted(len(t) for t in tokenize(base.tokenizer, texts, ms.max_length))
+    lengths = sorted(len(t) for t in token_ids)
     res = {
         "schema": 1, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join([".venv/bin/python -m bench.bench_model_steps", *argv]), "machine": machine_info(threads), "threads": threads, "thread_env": env,
+        "command": " ".join([".venv/bin/python -m bench.bench_model_steps", *argv]), "machine": machine_info(threads),
+        "threads": threads, "thread_env": env,
         "load": {**start.as_dict(), "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
                  "other_cores_mean": round(statistics.mean(others), 2) if others else None},
         "texts": {"source": source, "count": len(texts), "tokens_mean": round(statistics.mean(lengths), 1),
