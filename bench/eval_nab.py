@@ -14,6 +14,7 @@ import argparse
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from bench.nab import NabFile, alerts_at, default_corpus_dir, load_corpus, score
 from consumers.alerting.config import DetectorConfig
 from consumers.alerting.detector import SpikeDetector
 from consumers.alerting.series import clean_series, detect_series, read_rows
-from consumers.alerting.shape_detector import ShapeConfig
+from consumers.alerting.shape_detector import Incidents, ShapeConfig
 from marketpulse.settings import AlertSettings
 
 # Published detectors, NAB standard profile, scored over exactly these 48 files (their own
@@ -44,24 +45,49 @@ DOCS = ROOT / "docs" / "alerting.md"
 TABLE_BEGIN, TABLE_END = "<!-- nab-table:begin -->", "<!-- nab-table:end -->"
 
 
-def detect_file(root: Path, f: NabFile, config: ShapeConfig | None) -> tuple[np.ndarray, int, float, str]:
-    """Alerts over the file's rows, buckets stepped, seconds spent, and the series kind.
-    ``config`` None runs the live alerter's volume detector instead of the shape detector."""
+# Thresholds around the default at which the same score streams are replayed (sensitivity).
+SENSITIVITY_THRESHOLDS = (3.0, 3.25, 3.5, 3.75, 4.0)
+
+
+@dataclass(frozen=True)
+class FileRun:
+    alerts: np.ndarray  # bool per row of the NAB file
+    buckets: int
+    seconds: float
+    kind: str
+    # Shape detector only: per cleaned row its time, score and whether it could open an incident.
+    trace: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+def detect_file(root: Path, f: NabFile, config: ShapeConfig | None) -> FileRun:
+    """``config`` None runs the live alerter's volume detector instead of the shape detector."""
     series = clean_series(read_rows(root / f.name))
     t0 = time.perf_counter()
+    trace = None
     if config is not None:
-        fired = [row.timestamp for row, step in detect_series(series.rows, config.with_(series_kind=series.kind))
-                 if step.alert]
+        steps = [step for _, step in detect_series(series.rows, config.with_(series_kind=series.kind))]
+        fired = [s.timestamp for s in steps if s.alert]
+        trace = (np.array([s.timestamp for s in steps]), np.array([s.score for s in steps]),
+                 np.array([s.can_open for s in steps]))
     else:
         live = SpikeDetector(DetectorConfig.from_settings(AlertSettings()).with_(bucket_s=series.interval_s))
         fired = [r.timestamp for r in series.rows if live.update(r.timestamp, max(r.value, 0.0)).alert]
     spent = time.perf_counter() - t0
-    return alerts_at(f, fired, strict=False), len(series.rows), spent, series.kind
+    return FileRun(alerts_at(f, fired, strict=False), len(series.rows), spent, series.kind, trace)
 
 
-def _one(args: tuple[Path, NabFile, ShapeConfig | None]) -> tuple[str, np.ndarray, int, float, str]:
-    root, f, cfg = args
-    return (f.name, *detect_file(root, f, cfg))
+def replayed_alerts(f: NabFile, run: FileRun, config: ShapeConfig) -> np.ndarray:
+    """The alerts ``config``'s incident rules give on a recorded score stream (scores never
+    depend on past alerts, so this equals a fresh run at that threshold)."""
+    assert run.trace is not None
+    incidents = Incidents.of(config)
+    ts, scores, can_open = run.trace
+    fired = [t for t, s, c in zip(ts, scores, can_open) if incidents.step(float(t), float(s), bool(c))[0]]
+    return alerts_at(f, fired, strict=False)
+
+
+def _one(args: tuple[Path, NabFile, ShapeConfig | None]) -> FileRun:
+    return detect_file(*args)
 
 
 def evaluate(root: Path | None = None, config: ShapeConfig | None = None, jobs: int = 2) -> dict:
@@ -70,15 +96,21 @@ def evaluate(root: Path | None = None, config: ShapeConfig | None = None, jobs: 
     files = load_corpus(root)
     with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
         done = list(pool.map(_one, [(root, f, config) for f in files]))
-    alerts = {name: a for name, a, *_ in done}
-    steps = sum(n for _, _, n, _, _ in done)
-    seconds = sum(s for _, _, _, s, _ in done)
-    result = score_corpus(files, alerts)
+    steps = sum(r.buckets for r in done)
+    seconds = sum(r.seconds for r in done)
+    result = score_corpus(files, {f.name: r.alerts for f, r in zip(files, done)})
     per_file = []
-    for f, (_, a, n, _, kind) in zip(files, done):
-        s = score_file(f, a)
-        per_file.append({"file": f.name, "kind": kind, "windows": s.tp + s.fn, "detected": s.tp,
+    for f, r in zip(files, done):
+        s = score_file(f, r.alerts)
+        per_file.append({"file": f.name, "kind": r.kind, "windows": s.tp + s.fn, "detected": s.tp,
                          "false_alerts": s.fp, "raw": round(s.raw, 4)})
+    sensitivity = []
+    if config is not None:
+        for threshold in SENSITIVITY_THRESHOLDS:
+            other = config.with_(threshold=threshold)
+            o = score_corpus(files, {f.name: replayed_alerts(f, r, other) for f, r in zip(files, done)})
+            sensitivity.append({"threshold": threshold, "score": round(o.normalized, 1),
+                                "detected": o.overall.tp, "false_alerts": o.overall.fp})
     cats = {c: {"score": None if g.normalized is None else round(g.normalized, 1), "windows": g.windows,
                 "detected": g.tp, "false_alerts": g.fp,
                 "false_alerts_per_day": _r(g.false_alerts_per_day)}
@@ -91,6 +123,7 @@ def evaluate(root: Path | None = None, config: ShapeConfig | None = None, jobs: 
         "false_alerts_per_day": _r(o.false_alerts_per_day),
         "categories": cats,
         "files": per_file,
+        "threshold_sensitivity": sensitivity,
         "buckets_per_s_per_key": round(steps / seconds, 1) if seconds else None,
         "config": config.to_dict() if config is not None else "live volume detector (SpikeDetector), default settings",
     }
@@ -115,6 +148,15 @@ def markdown(shape: dict, live: dict, command: str) -> str:
     lines.append(row("live volume detector (value only)", live))
     for name, score in ANCHORS.items():
         lines.append(f"| {name} (published) | {score} | | | | " + " | ".join("" for _ in cats) + " |")
+    sens = shape.get("threshold_sensitivity") or []
+    if sens:
+        lines += ["", "The same score streams replayed at neighbouring thresholds (the default is "
+                      f"{shape['config']['threshold']}): how much the score depends on where the line is drawn.", "",
+                  "| threshold | " + " | ".join(str(s["threshold"]) for s in sens) + " |",
+                  "|---|" + "---:|" * len(sens),
+                  "| score | " + " | ".join(str(s["score"]) for s in sens) + " |",
+                  "| windows detected | " + " | ".join(str(s["detected"]) for s in sens) + " |",
+                  "| false alerts | " + " | ".join(str(s["false_alerts"]) for s in sens) + " |"]
     lines += ["", f"Shape detector speed: {shape['buckets_per_s_per_key']} buckets/s per key (one core; "
                   f"1-min load average {shape.get('loadavg_1m_at_start', '?')} at the start)."]
     return "\n".join(lines)

@@ -4,11 +4,11 @@ What ``marketpulse detect`` runs. It learns each series' own scale and shape ins
 a noise model, so the same defaults hold for mention counts, latencies, CPU percentages and
 prices (measured on the NAB corpus of real series, see docs/alerting.md):
 
-1. **Shapes at several scales.** For each length L in ``shape_lengths`` (1, 8 and 24 buckets by
+1. **Shapes at several scales.** For each length L in ``shape_lengths`` (1, 8 and 48 buckets by
    default) the last L values form a sub-sequence. Its nonconformity is the mean distance to its
    ``neighbours`` nearest sub-sequences in the key's history (the last ``baseline_buckets``
-   values; windows overlapping the current one are excluded), divided by the history's 5-95 %
-   range. L = 1 sees values never seen before (spikes, level shifts), longer windows see
+   values; windows overlapping the current one are excluded), in the series' own units.
+   L = 1 sees values never seen before (spikes, level shifts), longer windows see
    changed shapes (a doubled daily peak, a flat stretch, a slow ramp). A daily or weekly rhythm
    in the history is part of "normal" without a seasonal model; what it cannot see is a
    familiar shape at an unusual time of day (it has no clock).
@@ -16,7 +16,10 @@ prices (measured on the NAB corpus of real series, see docs/alerting.md):
    probability against the history of that scale's own nonconformities: the values above their
    ``tail_quantile`` are fitted with an exponential tail (peaks over threshold). A series whose
    shapes are always erratic therefore needs a far larger deviation than a calm one, which is
-   what stops a noisy real series from crying wolf.
+   what stops a noisy real series from crying wolf. The fit is scale-free, so the distances are
+   not normalised: dividing them by a moving range of the history (as an earlier version did)
+   made every level shift shrink all later distances, and the calibration then compared
+   nonconformities measured in different units (NAB dev 62.9 with it, 67.0 without).
 3. **Score** = ``-log10`` of the product of the scales' tail probabilities (evidence in decades):
    surprising at several scales at once is stronger evidence than at one.
 4. **Negative share.** When the bucket's total volume is known (a ``total`` column), a burst of
@@ -48,7 +51,7 @@ from scipy.special import log_ndtr
 
 from consumers.alerting.detector import Severity, anscombe, share_residual, to_epoch
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2: distances no longer divided by the history's range
 LOG10 = math.log(10.0)
 
 
@@ -64,7 +67,7 @@ class ShapeConfig:
     # Count series only: the smallest value that may open an incident.
     min_volume: float = 5.0
     # Scores are evidence in decades: -log10 of the product of the scales' tail probabilities.
-    threshold: float = 3.0
+    threshold: float = 3.5
     critical_threshold: float = 6.0
     clear_threshold: float = 1.0
     # Buckets after an opening in which no new incident opens (and the longest an incident lasts).
@@ -76,7 +79,7 @@ class ShapeConfig:
     share_dispersion: float = 0.07
     # Sub-sequence lengths (buckets) whose shapes are compared with the history: 1 sees new
     # values, longer ones changed shapes; nearest neighbours averaged per comparison.
-    shape_lengths: tuple[int, ...] = (1, 8, 24)
+    shape_lengths: tuple[int, ...] = (1, 8, 48)
     neighbours: int = 3
     # Shapes are compared once the history holds this many buckets: nearest neighbours among a
     # handful of windows say little, and such early scores would distort the calibration.
@@ -85,8 +88,6 @@ class ShapeConfig:
     # this quantile, once at least min_score_history scores exist.
     tail_quantile: float = 0.97
     min_score_history: int = 50
-    # Buckets between refreshes of the history's 5-95 % range (the distance scale).
-    rescale_every: int = 25
 
     def __post_init__(self) -> None:
         if self.series_kind not in ("count", "level"):
@@ -101,8 +102,8 @@ class ShapeConfig:
         if not self.shape_lengths or any(n < 1 or 2 * n + self.neighbours + 4 > self.baseline_buckets
                                          for n in self.shape_lengths):
             raise ValueError("shape_lengths must be >= 1 and leave room for neighbours in baseline_buckets")
-        if self.neighbours < 1 or self.min_score_history < 5 or self.rescale_every < 1 or self.min_history < 1:
-            raise ValueError("neighbours, min_history, rescale_every >= 1 and min_score_history >= 5 are required")
+        if self.neighbours < 1 or self.min_score_history < 5 or self.min_history < 1:
+            raise ValueError("neighbours, min_history >= 1 and min_score_history >= 5 are required")
         if not 0.5 <= self.tail_quantile < 1:
             raise ValueError("tail_quantile must lie in [0.5, 1)")
 
@@ -129,7 +130,9 @@ def tail_probability(history: np.ndarray, score: float, quantile: float) -> floa
         return 1.0
     excess = history[history > u] - u
     if excess.size < 3:
-        return 1.0
+        # Too few scores above the quantile to fit a tail (a series that nearly always repeats
+        # itself): the empirical rank says how rare the score is.
+        return float((np.count_nonzero(history >= score) + 1) / (history.size + 1))
     beta = max(float(excess.mean()), 1e-12)
     return (1.0 - quantile) * math.exp(-(score - u) / beta)
 
@@ -168,6 +171,46 @@ class _Buffer:
         self._n = len(values)
 
 
+@dataclass
+class Incidents:
+    """One incident, one alert, over a stream of scores: opening, hysteresis, escalation, cooldown.
+
+    Apart from the scoring because the scores never depend on past alerts: a recorded score
+    stream can be replayed at other thresholds (``bench/eval_nab.py`` reports how the dev-corpus
+    score moves with the threshold this way)."""
+
+    threshold: float
+    critical_threshold: float
+    clear_threshold: float
+    cooldown_buckets: int
+    active: bool = False
+    severity: Severity | None = None
+    cooldown_left: int = 0
+    start: float | None = None
+
+    @classmethod
+    def of(cls, config: "ShapeConfig") -> "Incidents":
+        return cls(config.threshold, config.critical_threshold, config.clear_threshold, config.cooldown_buckets)
+
+    def step(self, timestamp: float, score: float, can_open: bool) -> tuple[bool, bool]:
+        """(opened, escalated) at this bucket; ``can_open`` False during warm-up or below the volume floor."""
+        opened = escalated = False
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+        if self.active:
+            # An incident lasts until its evidence fades, or at most one cooldown: a lasting
+            # change is reported again then rather than hiding what follows it.
+            if score < self.clear_threshold or (self.cooldown_buckets and self.cooldown_left == 0):
+                self.active, self.severity, self.start = False, None, None
+            elif score >= self.critical_threshold and self.severity != "critical":
+                self.severity, escalated = "critical", True
+        if not self.active and self.cooldown_left == 0 and can_open and score >= self.threshold:
+            opened, self.active, self.start = True, True, timestamp
+            self.severity = "critical" if score >= self.critical_threshold else "warning"
+            self.cooldown_left = self.cooldown_buckets
+        return opened, escalated
+
+
 @dataclass(frozen=True)
 class ShapeStep:
     timestamp: float
@@ -183,6 +226,7 @@ class ShapeStep:
     active: bool  # an incident is open after this step
     severity: Severity | None  # of the open incident
     warming_up: bool
+    can_open: bool  # past warm-up and above the volume floor: this bucket may open an incident
     cooldown_left: int
     incident_start: float | None
 
@@ -204,26 +248,13 @@ class ShapeDetector:
         # the "expected" level in alerts.
         self._observed = _Buffer(h)
         self._total = _Buffer(h)
-        self._scale: float | None = None
         self.steps = 0
-        self.active = False
-        self.severity: Severity | None = None
-        self.cooldown_left = 0
-        self.incident_start: float | None = None
+        self.incidents = Incidents.of(c)
         self.last_timestamp: float | None = None
 
     # -- scoring -----------------------------------------------------------------------------
     def _transform(self, value: float) -> float:
         return float(anscombe(value)) if self.config.series_kind == "count" else value
-
-    def _refresh_scale(self) -> None:
-        # The distances are divided by the history's 5-95 % range; refreshed every few buckets
-        # only, since percentiles over the whole history are the costliest step.
-        if self._scale is None or self.steps % self.config.rescale_every == 0:
-            v = self._values.values
-            lo, hi = np.percentile(v, [5.0, 95.0])
-            med = float(np.median(v))
-            self._scale = max(float(hi - lo), 1e-6 * max(abs(med), 1.0), 1e-9)
 
     def _nonconformity(self, L: int) -> float | None:
         """Mean distance of the last L values to their nearest earlier, non-overlapping windows."""
@@ -235,10 +266,9 @@ class ShapeDetector:
             return None
         windows = sliding_window_view(v[: last_start + L], L)
         d = np.sqrt(((windows - v[t - L + 1 :]) ** 2).mean(axis=1))
-        return float(np.partition(d, k - 1)[:k].mean()) / (self._scale or 1.0)
+        return float(np.partition(d, k - 1)[:k].mean())
 
     def _shape_evidence(self) -> dict[int, float]:
-        self._refresh_scale()
         c = self.config
         evidence: dict[int, float] = {}
         for L in c.shape_lengths:
@@ -284,20 +314,9 @@ class ShapeDetector:
 
         warming = self.steps < c.warmup_buckets or len(shapes) < len(c.shape_lengths)
         big_enough = c.series_kind != "count" or value >= c.min_volume
-        alert = escalated = False
-        if self.cooldown_left > 0:
-            self.cooldown_left -= 1
-        if self.active:
-            # An incident lasts until its evidence fades, or at most one cooldown: a lasting
-            # change is reported again then rather than hiding what follows it.
-            if score < c.clear_threshold or (c.cooldown_buckets and self.cooldown_left == 0):
-                self.active, self.severity, self.incident_start = False, None, None
-            elif score >= c.critical_threshold and self.severity != "critical":
-                self.severity, escalated = "critical", True
-        if not self.active and self.cooldown_left == 0 and not warming and score >= c.threshold and big_enough:
-            alert, self.active, self.incident_start = True, True, ts
-            self.severity = "critical" if score >= c.critical_threshold else "warning"
-            self.cooldown_left = c.cooldown_buckets
+        inc = self.incidents
+        can_open = not warming and big_enough
+        alert, escalated = inc.step(ts, score, can_open)
 
         self._observed.append(value)
         self._total.append(np.nan if total is None else total)
@@ -314,11 +333,12 @@ class ShapeDetector:
             expected_share=p,
             alert=alert,
             escalated=escalated,
-            active=self.active,
-            severity=self.severity,
+            active=inc.active,
+            severity=inc.severity,
             warming_up=warming,
-            cooldown_left=self.cooldown_left,
-            incident_start=self.incident_start,
+            can_open=can_open,
+            cooldown_left=inc.cooldown_left,
+            incident_start=inc.start,
         )
 
     # -- persistence ---------------------------------------------------------------------------
@@ -335,12 +355,11 @@ class ShapeDetector:
             "scores": {str(L): self._stored(b) for L, b in self._scores.items()},
             "observed": self._stored(self._observed),
             "total": self._stored(self._total),
-            "scale": self._scale,
             "steps": self.steps,
-            "active": self.active,
-            "severity": self.severity,
-            "cooldown_left": self.cooldown_left,
-            "incident_start": self.incident_start,
+            "active": self.incidents.active,
+            "severity": self.incidents.severity,
+            "cooldown_left": self.incidents.cooldown_left,
+            "incident_start": self.incidents.start,
             "last_timestamp": self.last_timestamp,
         }
 
@@ -360,11 +379,9 @@ class ShapeDetector:
             load(buf, data["scores"][str(L)])
         load(det._observed, data["observed"])
         load(det._total, data["total"])
-        det._scale = data["scale"]
         det.steps = int(data["steps"])
-        det.active = bool(data["active"])
-        det.severity = data["severity"]
-        det.cooldown_left = int(data["cooldown_left"])
-        det.incident_start = data["incident_start"]
+        inc = det.incidents
+        inc.active, inc.severity = bool(data["active"]), data["severity"]
+        inc.cooldown_left, inc.start = int(data["cooldown_left"]), data["incident_start"]
         det.last_timestamp = data["last_timestamp"]
         return det

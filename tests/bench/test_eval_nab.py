@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import numpy as np
 
 from bench.eval_nab import evaluate
+from consumers.alerting.shape_detector import ShapeConfig
 
 
 def write_corpus(root, n=900, anomaly_at=700):
@@ -29,7 +30,7 @@ def write_corpus(root, n=900, anomaly_at=700):
 
 def test_a_clear_level_shift_in_its_window_is_detected_and_scores_well(tmp_path):
     write_corpus(tmp_path)
-    res = evaluate(tmp_path, jobs=1)
+    res = evaluate(tmp_path, ShapeConfig(), jobs=1)
     assert res["windows"] == 1 and res["detected"] == 1
     assert res["score"] > 50  # detected inside the window, few or no false alerts
     assert {f["file"]: f["kind"] for f in res["files"]} == {"cat/calm.csv": "level", "cat/shift.csv": "level"}
@@ -40,3 +41,12 @@ def test_the_live_volume_detector_is_scored_on_the_same_files(tmp_path):
     write_corpus(tmp_path)
     res = evaluate(tmp_path, None, jobs=1)
     assert res["windows"] == 1 and "live volume detector" in res["config"]
+
+
+def test_replaying_the_recorded_scores_at_a_threshold_equals_a_fresh_run_there(tmp_path):
+    write_corpus(tmp_path)
+    res = evaluate(tmp_path, ShapeConfig(), jobs=1)
+    by_threshold = {s["threshold"]: s for s in res["threshold_sensitivity"]}
+    assert by_threshold[ShapeConfig().threshold]["score"] == res["score"]
+    fresh = evaluate(tmp_path, ShapeConfig(threshold=4.0), jobs=1)
+    assert (by_threshold[4.0]["score"], by_threshold[4.0]["false_alerts"]) == (fresh["score"], fresh["false_alerts"])

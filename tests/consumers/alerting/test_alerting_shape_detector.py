@@ -170,3 +170,11 @@ def test_tail_probability_is_one_inside_the_bulk_and_keeps_falling_beyond_the_la
     assert tail_probability(hist, float(np.median(hist)), 0.97) == 1.0
     top = float(hist.max())
     assert tail_probability(hist, top + 5, 0.97) < tail_probability(hist, top, 0.97) < 0.03
+
+
+def test_tail_probability_of_a_series_that_nearly_always_repeats_itself_is_its_rank():
+    # 998 identical scores: no tail to fit, yet a score above all of them is rare, not ordinary.
+    hist = np.concatenate([np.zeros(998), [0.5, 0.7]])
+    assert tail_probability(hist, 1.0, 0.97) == pytest.approx(1 / 1001)
+    assert tail_probability(hist, 0.6, 0.97) == pytest.approx(2 / 1001)
+    assert tail_probability(hist, 0.0, 0.97) == 1.0
