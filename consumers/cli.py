@@ -123,7 +123,7 @@ def register(app: typer.Typer) -> None:
             help="rows with the same timestamp: 'sum' (a count series; if it reports zeros itself, short gaps "
                  "are zero-filled), 'mean' "
                  "(a level series; gaps stay gaps), or 'auto' (sum iff every value is a non-negative integer)"),
-        threshold: float | None = typer.Option(None, help="evidence (decades) that opens an alert [3.0]"),
+        threshold: float | None = typer.Option(None, help="evidence (decades) that opens an alert [3.75]"),
         clear_threshold: float | None = typer.Option(
             None, "--clear-threshold", min=0,
             help="evidence below which an open alert closes [1.0]; must stay below --threshold"),

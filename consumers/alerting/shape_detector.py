@@ -10,8 +10,8 @@ prices (measured on the NAB corpus of real series, see docs/alerting.md):
    values; windows overlapping the current one are excluded), in the series' own units.
    L = 1 sees values never seen before (spikes, level shifts), longer windows see
    changed shapes (a doubled daily peak, a flat stretch, a slow ramp). A daily or weekly rhythm
-   in the history is part of "normal" without a seasonal model; what it cannot see is a
-   familiar shape at an unusual time of day (it has no clock).
+   in the history is part of "normal" without a seasonal model; what these comparisons cannot
+   see is a familiar value at an unusual time of day (step 3).
 2. **Calibrated against its own past.** Each scale's nonconformity is turned into a tail
    probability against the history of that scale's own nonconformities: the values above their
    ``tail_quantile`` are fitted with an exponential tail (peaks over threshold). A series whose
@@ -20,13 +20,19 @@ prices (measured on the NAB corpus of real series, see docs/alerting.md):
    not normalised: dividing them by a moving range of the history (as an earlier version did)
    made every level shift shrink all later distances, and the calibration then compared
    nonconformities measured in different units (NAB dev 62.9 with it, 67.0 without).
-3. **Score** = ``-log10`` of the product of the scales' tail probabilities (evidence in decades):
+3. **Time of day.** The value is also compared with the values at the same clock time
+   (``time_of_day_s`` either side, UTC) on earlier days: its ``neighbours`` nearest among them,
+   calibrated the same way. This sees a familiar value at an unusual hour (the daily jump that
+   does not come, a peak-hour level at night) that the clock-free comparisons cannot. It is
+   combined with the shortest scale by the larger of the two: both ask "is this value unusual?",
+   against all of the past or against the same hour's.
+4. **Score** = ``-log10`` of the product of the scales' tail probabilities (evidence in decades):
    surprising at several scales at once is stronger evidence than at one.
-4. **Negative share.** When the bucket's total volume is known (a ``total`` column), a burst of
+5. **Negative share.** When the bucket's total volume is known (a ``total`` column), a burst of
    chatter with an ordinary sentiment mix is not an incident: unless the negative share is also
    unusual (robust z >= ``share_threshold`` against the key's own share history) the score is
    capped at the share's own evidence.
-5. **Incidents.** One opens at ``score >= threshold`` (after warm-up; count series need at least
+6. **Incidents.** One opens at ``score >= threshold`` (after warm-up; count series need at least
    ``min_volume``), stays open while ``score >= clear_threshold`` (for at most
    ``cooldown_buckets``: a lasting change is then reported again rather than hiding what follows
    it), escalates once at ``critical_threshold``; no new one opens within ``cooldown_buckets`` of
@@ -67,7 +73,7 @@ class ShapeConfig:
     # Count series only: the smallest value that may open an incident.
     min_volume: float = 5.0
     # Scores are evidence in decades: -log10 of the product of the scales' tail probabilities.
-    threshold: float = 3.5
+    threshold: float = 3.75
     critical_threshold: float = 6.0
     clear_threshold: float = 1.0
     # Buckets after an opening in which no new incident opens (and the longest an incident lasts).
@@ -81,6 +87,9 @@ class ShapeConfig:
     # values, longer ones changed shapes; nearest neighbours averaged per comparison.
     shape_lengths: tuple[int, ...] = (1, 8, 48)
     neighbours: int = 3
+    # Half-width (seconds) of the same-hour comparison on earlier days; 0 turns it off. Values
+    # less than two half-widths old are not "earlier days" and are left out.
+    time_of_day_s: float = 1800.0
     # Shapes are compared once the history holds this many buckets: nearest neighbours among a
     # handful of windows say little, and such early scores would distort the calibration.
     min_history: int = 100
@@ -104,6 +113,8 @@ class ShapeConfig:
             raise ValueError("shape_lengths must be >= 1 and leave room for neighbours in baseline_buckets")
         if self.neighbours < 1 or self.min_score_history < 5 or self.min_history < 1:
             raise ValueError("neighbours, min_history >= 1 and min_score_history >= 5 are required")
+        if not 0 <= self.time_of_day_s <= 21_600:
+            raise ValueError("time_of_day_s must lie in [0, 21600] (0 turns the same-hour comparison off)")
         if not 0.5 <= self.tail_quantile < 1:
             raise ValueError("tail_quantile must lie in [0.5, 1)")
 
@@ -218,6 +229,7 @@ class ShapeStep:
     expected: float
     score: float
     shape_scores: dict[int, float]  # evidence (decades) per sub-sequence length
+    time_of_day_score: float | None  # evidence of the same-hour comparison, once it has a history
     share_score: float | None  # robust z of the negative share, when a total is known
     share: float | None
     expected_share: float | None
@@ -244,6 +256,8 @@ class ShapeDetector:
         # History holds one more value than the baseline: the current bucket's windows end there.
         self._values = _Buffer(h + 1)
         self._scores = {L: _Buffer(h) for L in c.shape_lengths}
+        self._times = _Buffer(h + 1)  # aligned with _values
+        self._tod_scores = _Buffer(h)
         # Untransformed values (the negative volume, with a total) and totals: the share check and
         # the "expected" level in alerts.
         self._observed = _Buffer(h)
@@ -268,18 +282,34 @@ class ShapeDetector:
         d = np.sqrt(((windows - v[t - L + 1 :]) ** 2).mean(axis=1))
         return float(np.partition(d, k - 1)[:k].mean())
 
+    def _time_of_day_nonconformity(self) -> float | None:
+        """Mean distance of the value to its nearest values at the same clock time on earlier days."""
+        half = self.config.time_of_day_s
+        v, t = self._values.values, self._times.values
+        if not half or v.size < self.config.min_history:
+            return None
+        now = t[-1]
+        clock_gap = np.abs((t[:-1] - now + 43_200.0) % 86_400.0 - 43_200.0)
+        same_hour = v[:-1][(clock_gap <= half) & (t[:-1] < now - 2 * half)]
+        k = self.config.neighbours
+        if same_hour.size < k:
+            return None
+        return float(np.partition(np.abs(same_hour - v[-1]), k - 1)[:k].mean())
+
+    def _evidence(self, score: float | None, history: _Buffer) -> float | None:
+        """Decades of evidence of ``score`` against ``history``, which then takes it in."""
+        if score is None:
+            return None
+        hist = history.values
+        e = None
+        if hist.size >= self.config.min_score_history:
+            e = -math.log10(max(tail_probability(hist, score, self.config.tail_quantile), 1e-300))
+        history.append(score)
+        return e
+
     def _shape_evidence(self) -> dict[int, float]:
-        c = self.config
-        evidence: dict[int, float] = {}
-        for L in c.shape_lengths:
-            s = self._nonconformity(L)
-            if s is None:
-                continue
-            hist = self._scores[L].values
-            if hist.size >= c.min_score_history:
-                evidence[L] = -math.log10(max(tail_probability(hist, s, c.tail_quantile), 1e-300))
-            self._scores[L].append(s)
-        return evidence
+        evidence = {L: self._evidence(self._nonconformity(L), self._scores[L]) for L in self.config.shape_lengths}
+        return {L: e for L, e in evidence.items() if e is not None}
 
     def _share_z(self, value: float, total: float) -> tuple[float | None, float | None]:
         neg, tot = self._observed.values, self._total.values
@@ -307,8 +337,11 @@ class ShapeDetector:
             rs, p = self._share_z(value, total)
         expected = float(np.median(self._observed.values)) if len(self._observed) else value
         self._values.append(self._transform(value))
+        self._times.append(ts)
         shapes = self._shape_evidence()
-        score = sum(shapes.values())
+        tod = self._evidence(self._time_of_day_nonconformity(), self._tod_scores)
+        shortest = shapes.get(c.shape_lengths[0], 0.0)
+        score = sum(shapes.values()) - shortest + max(shortest, tod or 0.0)
         if rs is not None and rs < c.share_threshold:
             score = min(score, normal_evidence(rs))
 
@@ -328,6 +361,7 @@ class ShapeDetector:
             expected=expected,
             score=round(score, 6),
             shape_scores={L: round(e, 6) for L, e in shapes.items()},
+            time_of_day_score=None if tod is None else round(tod, 6),
             share_score=None if rs is None else round(rs, 6),
             share=(value / total) if total else None,
             expected_share=p,
@@ -353,6 +387,8 @@ class ShapeDetector:
             "config": self.config.to_dict(),
             "values": self._stored(self._values),
             "scores": {str(L): self._stored(b) for L, b in self._scores.items()},
+            "times": self._stored(self._times),
+            "time_of_day_scores": self._stored(self._tod_scores),
             "observed": self._stored(self._observed),
             "total": self._stored(self._total),
             "steps": self.steps,
@@ -377,6 +413,8 @@ class ShapeDetector:
         load(det._values, data["values"])
         for L, buf in det._scores.items():
             load(buf, data["scores"][str(L)])
+        load(det._times, data["times"])
+        load(det._tod_scores, data["time_of_day_scores"])
         load(det._observed, data["observed"])
         load(det._total, data["total"])
         det.steps = int(data["steps"])

@@ -131,10 +131,38 @@ def test_a_chatter_burst_with_an_ordinary_negative_share_does_not_alert_but_a_ne
     assert 450 in alerts_at(steps)
 
 
+def office_hours(days=10, seed=5):
+    """5-minute level series: 10 from 08:00 to 18:00 UTC, 2 otherwise, a little noise."""
+    hours = (np.arange(days * 288) * 300.0 % 86_400) / 3600
+    return np.where((hours >= 8) & (hours < 18), 10.0, 2.0) + np.random.default_rng(seed).normal(0, 0.3, hours.size)
+
+
+# Days of 5-minute buckets: the default history (3000 buckets, ~10 days) holds every hour often.
+DAYS = ShapeConfig(series_kind="level")
+
+
+def test_a_familiar_value_at_an_unusual_hour_alerts_through_the_same_hour_comparison():
+    values = office_hours()
+    late = 8 * 288 + 8 * 12  # day 9, 08:00: the daily rise does not come until noon
+    values[late : late + 48] = 2.0 + np.random.default_rng(6).normal(0, 0.3, 48)
+    _, steps = run(values, DAYS)
+    assert any(late < i < late + 48 for i in alerts_at(steps))
+    # Without the clock the low stretch looks like any night: nothing to see.
+    _, blind = run(values, DAYS.with_(time_of_day_s=0))
+    assert not any(late <= i < late + 48 for i in alerts_at(blind))
+    assert all(s.time_of_day_score is None for s in blind)
+
+
+def test_the_daily_rhythm_itself_does_not_alert():
+    _, steps = run(office_hours(seed=7), DAYS)
+    assert after_calibration(steps, start=3 * 288) == []
+
+
 def test_state_round_trips_through_json_and_resumes_bit_identically():
     values = calm(700, seed=9)
     values[600] += 15
     _, whole = run(values)
+    assert any(s.time_of_day_score is not None for s in whole[300:])  # the same-hour state resumes too
     det, _ = run(values[:300])
     resumed = ShapeDetector.from_dict(json.loads(json.dumps(det.to_dict())))
     rest = [resumed.update((300 + i) * 300.0, float(v)) for i, v in enumerate(values[300:])]
@@ -153,12 +181,14 @@ def test_a_state_of_another_version_or_shape_is_refused():
 def test_memory_per_series_is_bounded_by_the_baseline():
     det, _ = run(calm(2000), LEVEL.with_(baseline_buckets=300))
     state = det.to_dict()
-    assert len(state["values"]) == 301 and all(len(v) <= 300 for v in state["scores"].values())
+    assert len(state["values"]) == len(state["times"]) == 301
+    assert all(len(v) <= 300 for v in [*state["scores"].values(), state["time_of_day_scores"]])
 
 
 @pytest.mark.parametrize("bad", [
     dict(series_kind="money"), dict(threshold=1.0, clear_threshold=2.0), dict(shape_lengths=(0,)),
     dict(baseline_buckets=20, shape_lengths=(24,)), dict(tail_quantile=1.0), dict(cooldown_buckets=-1),
+    dict(time_of_day_s=-1), dict(time_of_day_s=86_400),
 ])
 def test_bad_configuration_is_refused(bad):
     with pytest.raises(ValueError):
