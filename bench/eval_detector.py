@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -207,12 +209,20 @@ def score_series(alerts: np.ndarray, incidents: list[Incident]) -> dict:
     }
 
 
-def evaluate(config: DetectorConfig, days: int, per_level: int, seeds: list[int]) -> dict:
+def _score_one(args: tuple) -> dict:
+    config, (use_total, shape), (suite, seed, name, (ts, neg, total, incidents)) = args
+    r = score_series(run_detector(config, ts, neg, total, use_total, shape), incidents)
+    r["suite"], r["series"], r["seed"] = suite, name, seed
+    return r
+
+
+def evaluate(config: DetectorConfig, days: int, per_level: int, seeds: list[int], jobs: int = 2) -> dict:
     """Every mode over the series of every seed, pooled per suite; each seed's headline numbers beside."""
     # mode -> (with the total volume, shape detector): the live alerter, the same detector on the
-    # negative counts alone, and what `marketpulse detect` runs on such a CSV series (first seed
-    # only: the shape detector steps about 7x slower).
-    modes = {"total": (True, False), "value_only": (False, False), "detect_shape": (False, True)}
+    # negative counts alone, what `marketpulse detect` runs on such a CSV series, and that with a
+    # total column (the shape modes on the first seed only: the shape detector steps ~10x slower).
+    modes = {"total": (True, False), "value_only": (False, False), "detect_shape": (False, True),
+             "detect_shape_total": (True, True)}
     series = []
     for seed in seeds:
         rng = np.random.default_rng(seed)
@@ -227,14 +237,12 @@ def evaluate(config: DetectorConfig, days: int, per_level: int, seeds: list[int]
                 series.append(("hard", seed, level, make_series(rng, level, days, True, SUITES["hard"])))
             series.append(("hard", seed, level + "-quiet", make_series(rng, level, days, False, SUITES["hard"])))
     out: dict = {suite: {} for suite in SUITES}
-    for mode, (use_total, shape) in modes.items():
-        rows = []
-        for suite, seed, name, (ts, neg, total, incidents) in series:
-            if shape and seed != seeds[0]:
-                continue
-            r = score_series(run_detector(config, ts, neg, total, use_total, shape), incidents)
-            r["suite"], r["series"], r["seed"] = suite, name, seed
-            rows.append(r)
+    todo = [(mode, s) for mode, (_, shape) in modes.items() for s in series if not shape or s[1] == seeds[0]]
+    todo.sort(key=lambda job: not modes[job[0]][1])  # the slow shape runs first, so no worker idles at the end
+    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        scored = list(pool.map(_score_one, [(config, modes[mode], s) for mode, s in todo]))
+    for mode in modes:
+        rows = [r for (m, _), r in zip(todo, scored) if m == mode]
         for suite in SUITES:
             mine = [r for r in rows if r["suite"] == suite]
             out[suite][mode] = summarise(mine)
@@ -345,6 +353,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--days", type=int, default=8)
     ap.add_argument("--series-per-level", type=int, default=4)
     ap.add_argument("--seeds", default="7,11,23", help="comma-separated; results are pooled over them")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1), help="series scored in parallel")
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/alerting.md")
     args = ap.parse_args(argv)
     from marketpulse.settings import AlertSettings
@@ -352,7 +361,7 @@ def main(argv: list[str] | None = None) -> dict:
     config = DetectorConfig.from_settings(AlertSettings())
     t0 = time.time()
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
-    suites = evaluate(config, args.days, args.series_per_level, seeds)
+    suites = evaluate(config, args.days, args.series_per_level, seeds, args.jobs)
     result = {
         "seeds": seeds,
         "days": args.days,
