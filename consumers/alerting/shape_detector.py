@@ -57,7 +57,7 @@ from scipy.special import log_ndtr
 
 from consumers.alerting.detector import Severity, anscombe, share_residual, to_epoch
 
-STATE_VERSION = 2  # 2: distances no longer divided by the history's range
+STATE_VERSION = 2  # 2: distances in the series' own units; times and same-hour scores kept
 LOG10 = math.log(10.0)
 
 
