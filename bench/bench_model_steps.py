@@ -144,10 +144,9 @@ def op_profile(path: Path, batches: list[dict], threads: int, top: int = 12) -> 
     """Share of kernel time per operator type over three passes of ``batches``."""
     import onnxruntime as ort
 
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.intra_op_num_threads = threads
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    from models.backends.onnx_backend import session_options
+
+    so = session_options(threads)
     so.enable_profiling = True
     with tempfile.TemporaryDirectory() as d:
         so.profile_file_prefix = str(Path(d) / "ops")

@@ -165,6 +165,7 @@ class Classifier:
             from models.backends.torch_backend import TorchBackend
 
             impl = TorchBackend(ms.artifact_dir, paths["merged"], ms.device)
+            on_cpu = impl.device.type == "cpu"
             if threads:
                 import torch
 
@@ -175,11 +176,12 @@ class Classifier:
             if name == "onnx-int8" and not int8_accepted(ms.artifact_dir):
                 log.warning("onnx-int8 requested although it failed the dev-split accuracy check")
             impl = OnnxBackend(paths["onnx" if name == "onnx" else "int8"], name, threads)
+            on_cpu = True
         else:
             from models.backends.tensorrt_backend import TensorRTBackend
 
             impl = TensorRTBackend(paths["onnx"], ms.build_dir, cfg["version"])
-        on_cpu = name in ("onnx", "onnx-int8") or getattr(getattr(impl, "device", None), "type", None) == "cpu"
+            on_cpu = False
         return cls(impl, FastTokenizer.from_file(paths["tokenizer"]), labels, cfg["version"], ms.max_length,
                    batch_size or (CPU_ROWS_PER_PASS if on_cpu else GPU_ROWS_PER_PASS),
                    CPU_TOKENS_PER_PASS if on_cpu else None)

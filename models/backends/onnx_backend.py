@@ -6,19 +6,27 @@ from pathlib import Path
 import numpy as np
 
 
+def session_options(threads: int | None = None, spinning: bool = False):
+    """The session settings the classifier runs with (also what bench profiles run with)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads:
+        so.intra_op_num_threads = threads
+    # Busy-waiting worker threads burn cores that the stream workers, Kafka and ES share; on a
+    # 2-core machine turning spinning off roughly doubled int8 throughput under load.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    return so
+
+
 class OnnxBackend:
     def __init__(self, model_path: Path, name: str = "onnx", threads: int | None = None, spinning: bool = False):
         import onnxruntime as ort
 
         if not Path(model_path).is_file():
             raise FileNotFoundError(f"{model_path} missing; run `python -m models.build`")
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            so.intra_op_num_threads = threads
-        # Busy-waiting worker threads burn cores that the stream workers, Kafka and ES share; on a
-        # 2-core machine turning spinning off roughly doubled int8 throughput under load.
-        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        so = session_options(threads, spinning)
         self.session = ort.InferenceSession(str(model_path), so, providers=["CPUExecutionProvider"])
         self.name = name
         self.output_names = [o.name for o in self.session.get_outputs()]
