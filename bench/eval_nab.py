@@ -1,25 +1,32 @@
 """The detector on real series: the NAB dev corpus, scored with NAB's standard profile.
 
-    .venv/bin/python -m bench.eval_nab [--corpus DIR] [--jobs 2] [--no-docs]
+    .venv/bin/python -m bench.eval_nab [--corpus DIR] [--jobs 2] [--no-docs] [--allow-busy]
 
 Each file goes through exactly what ``marketpulse detect`` does with its defaults (clean the
 export, infer the interval and the series kind, one shape-detector step per row); alerts on
 zero-filled buckets count on the next real row. For comparison the live alerter's volume
 detector (``SpikeDetector``, default settings, value only) runs on the same cleaned rows.
 Writes bench/results/nab-dev.json and the table in docs/alerting.md; prints the table.
+
+The scores do not depend on the machine, the detector's speed (buckets/s per key) does: a busy
+machine (1-minute load average above half the cores) is refused before anything runs (exit 2),
+unless ``--allow-busy``, which publishes the speed flagged as measured on a busy machine.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from bench.docs_table import publish
+from bench.machine_load import check_load
 from bench.nab import NabFile, alerts_at, default_corpus_dir, load_corpus, score_corpus, score_file
 from consumers.alerting.config import DetectorConfig
 from consumers.alerting.detector import SpikeDetector
@@ -157,20 +164,27 @@ def markdown(shape: dict, live: dict, command: str) -> str:
                   "| score | " + " | ".join(str(s["score"]) for s in sens) + " |",
                   "| windows detected | " + " | ".join(str(s["detected"]) for s in sens) + " |",
                   "| false alerts | " + " | ".join(str(s["false_alerts"]) for s in sens) + " |"]
+    busy = " **busy machine: the speed is not comparable**" if shape.get("busy") else ""
     lines += ["", f"Shape detector speed: {shape['buckets_per_s_per_key']} buckets/s per key (one core; "
-                  f"1-min load average {shape.get('loadavg_1m_at_start', '?')} at the start)."]
+                  f"1-min load average {shape.get('loadavg_1m_at_start', '?')} at the start).{busy}"]
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> dict:
+def main(argv: list[str] | None = None,
+         loadavg: Callable[[], tuple[float, float, float]] = os.getloadavg) -> dict | None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, default=None, help="NAB dev corpus [../shared/data/nab-dev]")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite the table in docs/alerting.md")
+    ap.add_argument("--allow-busy", action="store_true", help="run on a busy machine (the speed is flagged)")
     args = ap.parse_args(argv)
-    load = round(os.getloadavg()[0], 2)  # other processes share the cores: speed drops with them
+    load = check_load(loadavg=loadavg)  # other processes share the cores: speed drops with them
+    if load.busy and not args.allow_busy:
+        print(load.refusal("eval_nab", "--allow-busy"), file=sys.stderr)
+        raise SystemExit(2)
     shape = evaluate(args.corpus, ShapeConfig(), jobs=args.jobs)
-    shape["loadavg_1m_at_start"] = load
+    shape["loadavg_1m_at_start"] = round(load.load_1m, 2)
+    shape["busy"] = load.busy
     live = evaluate(args.corpus, None, jobs=args.jobs)
     result = {"shape": shape, "live_volume_detector": live, "anchors": ANCHORS}
     publish(result, RESULTS, markdown(shape, live, "python -m bench.eval_nab"), None if args.no_docs else DOCS,

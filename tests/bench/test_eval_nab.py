@@ -5,8 +5,9 @@ import json
 from datetime import datetime, timedelta
 
 import numpy as np
+import pytest
 
-from bench.eval_nab import evaluate
+from bench.eval_nab import evaluate, main
 from consumers.alerting.shape_detector import ShapeConfig
 
 
@@ -50,3 +51,11 @@ def test_replaying_the_recorded_scores_at_a_threshold_equals_a_fresh_run_there(t
     assert by_threshold[ShapeConfig().threshold]["score"] == res["score"]
     fresh = evaluate(tmp_path, ShapeConfig(threshold=4.0), jobs=1)
     assert (by_threshold[4.0]["score"], by_threshold[4.0]["false_alerts"]) == (fresh["score"], fresh["false_alerts"])
+
+
+def test_a_busy_machine_is_refused_before_anything_runs(tmp_path, capsys):
+    busy = lambda: (64.0, 64.0, 64.0)  # noqa: E731
+    with pytest.raises(SystemExit) as exit_:
+        main(["--corpus", str(tmp_path / "no-such-corpus"), "--no-docs"], loadavg=busy)
+    assert exit_.value.code == 2
+    assert "refusing to run" in capsys.readouterr().err
