@@ -218,11 +218,11 @@ def _score_one(args: tuple) -> dict:
 
 def evaluate(config: DetectorConfig, days: int, per_level: int, seeds: list[int], jobs: int = 2) -> dict:
     """Every mode over the series of every seed, pooled per suite; each seed's headline numbers beside."""
-    # mode -> (with the total volume, shape detector): the live alerter, the same detector on the
-    # negative counts alone, what `marketpulse detect` runs on such a CSV series, and that with a
-    # total column (the shape modes on the first seed only: the shape detector steps ~10x slower).
-    modes = {"total": (True, False), "value_only": (False, False), "detect_shape": (False, True),
-             "detect_shape_total": (True, True)}
+    # mode -> (with the total volume, shape detector): the live alerter (and `marketpulse detect` on
+    # a CSV with a total column), the same detector on the negative counts alone, and what `detect`
+    # runs on the negative counts alone (the shape detector, on the first seed only: it steps ~10x
+    # slower).
+    modes = {"total": (True, False), "value_only": (False, False), "detect_shape": (False, True)}
     series = []
     for seed in seeds:
         rng = np.random.default_rng(seed)

@@ -30,7 +30,7 @@ from bench.machine_load import check_load
 from bench.nab import NabFile, alerts_at, default_corpus_dir, load_corpus, score_corpus, score_file
 from consumers.alerting.config import DetectorConfig
 from consumers.alerting.detector import SpikeDetector
-from consumers.alerting.series import clean_series, detect_series, read_rows
+from consumers.alerting.series import clean_series, detect_series, detector_config, read_rows
 from consumers.alerting.shape_detector import Incidents, ShapeConfig
 from marketpulse.settings import AlertSettings
 
@@ -72,7 +72,7 @@ def detect_file(root: Path, f: NabFile, config: ShapeConfig | None) -> FileRun:
     t0 = time.perf_counter()
     trace = None
     if config is not None:
-        steps = [step for _, step in detect_series(series.rows, config.with_(series_kind=series.kind))]
+        steps = [step for _, step in detect_series(series.rows, detector_config(series, shape=config))]
         fired = [s.timestamp for s in steps if s.alert]
         trace = (np.array([s.timestamp for s in steps]), np.array([s.score for s in steps]),
                  np.array([s.can_open for s in steps]))

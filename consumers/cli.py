@@ -122,39 +122,53 @@ def register(app: typer.Typer) -> None:
             _Aggregate.auto, "--aggregate",
             help="rows with the same timestamp: 'sum' (a count series; if it reports zeros itself, short gaps "
                  "are zero-filled), 'mean' "
-                 "(a level series; gaps stay gaps), or 'auto' (sum iff every value is a non-negative integer)"),
-        threshold: float | None = typer.Option(None, help="evidence (decades) that opens an alert [3.75]"),
+                 "(a level series; gaps stay gaps), or 'auto' (sum iff every value is a non-negative integer, "
+                 "or there is a total column)"),
+        threshold: float | None = typer.Option(
+            None, help="score that opens an alert [3.75 decades of evidence; with a total column the alerts "
+                       "settings' robust z, 3.5]"),
         clear_threshold: float | None = typer.Option(
             None, "--clear-threshold", min=0,
-            help="evidence below which an open alert closes [1.0]; must stay below --threshold"),
-        cooldown: int | None = typer.Option(None, min=0, help="rows after an alert with no new one [100]"),
+            help="score below which an open alert closes [1.0; with a total column 2.0]; must stay below "
+                 "--threshold"),
+        cooldown: int | None = typer.Option(None, min=0, help="rows after an alert with no new one [100; with a "
+                                                              "total column 15]"),
         min_volume: float | None = typer.Option(None, min=0, help="count series: smallest value that may alert [5]"),
         config: Path | None = ConfigOpt,
     ) -> None:
-        """Find anomalies in a series with the shape detector (sorted, duplicates merged, interval inferred)."""
-        from consumers.alerting.series import SeriesError, run_detect
-        from consumers.alerting.shape_detector import ShapeConfig
-        load_settings(config)  # a broken --config file is still an error here
-        base = ShapeConfig()
-        _check_thresholds(threshold, clear_threshold, base.threshold, base.clear_threshold)
-        # A --threshold above the critical level moves it along, so every alert is then critical.
-        critical = max(base.critical_threshold, threshold) if threshold is not None else None
-        try:
-            cfg = base.with_(threshold=threshold, clear_threshold=clear_threshold, critical_threshold=critical,
-                             cooldown_buckets=cooldown, min_volume=min_volume)
-        except ValueError as e:
-            raise CommandError(str(e), EXIT_USAGE) from None
+        """Find anomalies in a series (sorted, duplicates merged, interval inferred): the shape detector, or
+        with a total column the live alerter's volume detector with the alerts settings."""
+        from dataclasses import replace
+
+        from consumers.alerting.series import SeriesError, detector_config, read_series, run_detect
+        settings = load_settings(config)  # a broken --config file is still an error here
         if not input.is_file():
             raise CommandError(f"input file {input} does not exist", EXIT_USAGE)
         try:
-            result = run_detect(input, output, cfg, aggregate=aggregate.value)
+            series = read_series(input, aggregate.value)
         except SeriesError as e:
             raise CommandError(str(e), EXIT_USAGE) from None
         except UnicodeDecodeError:
             raise CommandError(not_utf8(input), EXIT_USAGE) from None
+        base = detector_config(series, settings.alerts)
+        _check_thresholds(threshold, clear_threshold, base.threshold, base.clear_threshold)
+        # A --threshold above the critical level moves it along, so every alert is then critical.
+        critical = max(base.critical_threshold, threshold) if threshold is not None else None
+        changes = {"threshold": threshold, "clear_threshold": clear_threshold, "critical_threshold": critical,
+                   "cooldown_buckets": cooldown, "min_volume": min_volume}
+        try:
+            cfg = replace(base, **{k: v for k, v in changes.items() if v is not None})
+        except ValueError as e:
+            raise CommandError(str(e), EXIT_USAGE) from None
+        try:
+            result = run_detect(series, output, cfg)
+        except SeriesError as e:
+            raise CommandError(str(e), EXIT_USAGE) from None
         for line in result.summary.lines():
             typer.echo(line, err=True)
-        typer.echo(f"{result.rows} rows, interval {result.interval_s}s, {result.alerts} alert(s) -> {output}")
+        detector = "volume detector (alerts settings)" if series.has_total else "shape detector"
+        typer.echo(f"{result.rows} rows, interval {result.interval_s}s, {result.alerts} alert(s) -> {output} "
+                   f"({detector})")
 
     replay_app = typer.Typer(help="Re-run the alerter over historical events into run-scoped indices "
                                   "(never the live ones); `replay cleanup` deletes runs' indices.")

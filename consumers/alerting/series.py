@@ -12,6 +12,12 @@ Real exports are rarely tidy, so the rows are cleaned before the detector sees t
   A count series that never reports 0 (vehicles per interval, requests per minute) is not sparse:
   its missing rows are missing data, and zeros there would be alerts about nothing;
 * ``CleanSummary`` records what was fixed, for the user to check.
+
+A series with a ``total`` column is the live alerter's input (negative and total volume per
+bucket, as the alerter's buckets or an export of them hold): its rows are volumes, summed when
+merged, and ``detect`` runs the alerter's own volume detector on it with the ``alerts`` settings,
+so a backtest of exported buckets raises the alerts the alerter would have raised. Any other
+series goes to the shape detector (docs/alerting.md says why the two differ).
 """
 from __future__ import annotations
 
@@ -23,7 +29,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal
 
+from consumers.alerting.config import DetectorConfig
+from consumers.alerting.detector import DetectorStep, SpikeDetector
 from consumers.alerting.shape_detector import ShapeConfig, ShapeDetector, ShapeStep
+from marketpulse.settings import AlertSettings
 
 Aggregate = Literal["auto", "sum", "mean"]
 SeriesKind = Literal["count", "level"]
@@ -69,6 +78,7 @@ class CleanSummary:
     gaps_filled: int
     zero_filled: int  # buckets added with value 0
     largest_gap_left_s: float
+    has_total: bool = False  # a total column: negative and total volume, the live alerter's input
 
     @property
     def gaps_left(self) -> int:
@@ -76,7 +86,9 @@ class CleanSummary:
 
     def lines(self) -> list[str]:
         """Two lines for a person: what the series was taken to be, and what was fixed."""
-        if self.kind_from_values:
+        if self.kind_from_values and self.has_total:
+            why = "auto: a total column, so the values are volumes"
+        elif self.kind_from_values:
             why = "auto: " + ("all values are" if self.kind == "count" else "not all values are") \
                 + " non-negative integers"
         else:
@@ -110,6 +122,10 @@ class CleanSeries:
     @property
     def interval_s(self) -> int:
         return self.summary.interval_s
+
+    @property
+    def has_total(self) -> bool:
+        return self.summary.has_total
 
 
 @dataclass(frozen=True)
@@ -249,8 +265,14 @@ def clean_series(rows: list[SeriesRow], aggregate: Aggregate = "auto", *, max_fi
         raise ValueError(f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}")
     if not rows:
         raise SeriesError("no data rows")
+    has_total = any(r.total is not None for r in rows)
+    if has_total and aggregate == "mean":
+        raise SeriesError("a total column makes the values volumes (negative and total per bucket), which add "
+                          "up: --aggregate mean does not apply; use auto or sum")
     if aggregate == "auto":
-        kind: SeriesKind = "count" if all(r.value >= 0 and r.value.is_integer() for r in rows) else "level"
+        # Volumes with a total need not be integers: the alerter's negative volume sums P(negative).
+        kind: SeriesKind = "count" if has_total or all(r.value >= 0 and r.value.is_integer() for r in rows) \
+            else "level"
     else:
         kind = "count" if aggregate == "sum" else "level"
     if kind == "count":
@@ -299,7 +321,7 @@ def clean_series(rows: list[SeriesRow], aggregate: Aggregate = "auto", *, max_fi
         interval_s=interval, out_of_order=out_of_order,
         duplicate_timestamps=sum(len(g) > 1 for g in groups), duplicate_rows=len(rows) - len(groups),
         gaps=gaps, missing_intervals=missing, largest_gap_s=largest, gaps_filled=gaps_filled,
-        zero_filled=zero_filled, largest_gap_left_s=largest_left,
+        zero_filled=zero_filled, largest_gap_left_s=largest_left, has_total=has_total,
     )
     return CleanSeries(cleaned, summary)
 
@@ -310,9 +332,22 @@ def read_series(path: Path, aggregate: Aggregate = "auto", *, max_fill_s: float 
     return clean_series(read_rows(path), aggregate, max_fill_s=max_fill_s, max_fill_buckets=max_fill_buckets)
 
 
-def detect_series(rows: list[SeriesRow], config: ShapeConfig) -> Iterator[tuple[SeriesRow, ShapeStep]]:
+SeriesConfig = ShapeConfig | DetectorConfig
+
+
+def detector_config(series: CleanSeries, alerts: AlertSettings | None = None,
+                    shape: ShapeConfig | None = None) -> SeriesConfig:
+    """What ``detect`` runs on ``series``: with a total column the live alerter's volume detector
+    with the ``alerts`` settings at the series' interval, otherwise the shape detector."""
+    if series.has_total:
+        return DetectorConfig.from_settings(alerts or AlertSettings(), bucket_s=series.interval_s)
+    return (shape or ShapeConfig()).with_(series_kind=series.kind)
+
+
+def detect_series(rows: list[SeriesRow], config: SeriesConfig
+                  ) -> Iterator[tuple[SeriesRow, ShapeStep | DetectorStep]]:
     """One detector step per row, in the given (time) order."""
-    det = ShapeDetector(config)
+    det = SpikeDetector(config) if isinstance(config, DetectorConfig) else ShapeDetector(config)
     for row in rows:
         try:
             step = det.update(row.timestamp, row.value, row.total)
@@ -322,11 +357,8 @@ def detect_series(rows: list[SeriesRow], config: ShapeConfig) -> Iterator[tuple[
         yield row, step
 
 
-def run_detect(input_path: Path, output_path: Path, config: ShapeConfig,
-               aggregate: Aggregate = "auto") -> DetectResult:
+def run_detect(series: CleanSeries, output_path: Path, config: SeriesConfig) -> DetectResult:
     """Write timestamp,value,score,alert,severity,filled: one row per cleaned row, in time order."""
-    series = read_series(input_path, aggregate)
-    config = config.with_(series_kind=series.kind)
     alerts = 0
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with output_path.open("w", newline="") as f:

@@ -28,16 +28,16 @@ prices (measured on the NAB corpus of real series, see docs/alerting.md):
    against all of the past or against the same hour's.
 4. **Score** = ``-log10`` of the product of the scales' tail probabilities (evidence in decades):
    surprising at several scales at once is stronger evidence than at one.
-5. **Negative share.** When the bucket's total volume is known (a ``total`` column), a burst of
-   chatter with an ordinary sentiment mix is not an incident: unless the negative share is also
-   unusual (robust z >= ``share_threshold`` against the key's own share history) the score is
-   capped at the share's own evidence.
-6. **Incidents.** One opens at ``score >= threshold`` (after warm-up; count series need at least
+5. **Incidents.** One opens at ``score >= threshold`` (after warm-up; count series need at least
    ``min_volume``), stays open while ``score >= clear_threshold`` (for at most
    ``cooldown_buckets``: a lasting change is then reported again rather than hiding what follows
    it), escalates once at ``critical_threshold``; no new one opens within ``cooldown_buckets`` of
    the last opening.
    One incident gives one alert (plus at most one escalation).
+
+A series with a total volume (negative and total per bucket, the live alerter's input) goes to
+the live alerter's volume detector instead (``series.detector_config``): on such series it is the
+sharper one (docs/alerting.md, "Toward one detector").
 
 Count series go through the Anscombe transform ``2*sqrt(x + 3/8)`` first, so Poisson noise has
 the same spread at every level. Memory per key is bounded (``baseline_buckets`` values and as
@@ -53,12 +53,10 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.special import log_ndtr
 
-from consumers.alerting.detector import Severity, anscombe, share_residual, to_epoch
+from consumers.alerting.detector import Severity, anscombe, to_epoch
 
-STATE_VERSION = 2  # 2: distances in the series' own units; times and same-hour scores kept
-LOG10 = math.log(10.0)
+STATE_VERSION = 3  # 2: distances in the series' own units; times and same-hour scores kept; 3: no totals
 
 
 @dataclass(frozen=True)
@@ -78,11 +76,6 @@ class ShapeConfig:
     clear_threshold: float = 1.0
     # Buckets after an opening in which no new incident opens (and the longest an incident lasts).
     cooldown_buckets: int = 100
-    # With a total volume: the negative share must also be this unusual (robust z).
-    share_threshold: float = 2.0
-    # Relative wander of the negative share beyond binomial noise that is always assumed (as in
-    # the live detector's DetectorConfig.share_dispersion).
-    share_dispersion: float = 0.07
     # Sub-sequence lengths (buckets) whose shapes are compared with the history: 1 sees new
     # values, longer ones changed shapes; nearest neighbours averaged per comparison.
     shape_lengths: tuple[int, ...] = (1, 8, 48)
@@ -146,11 +139,6 @@ def tail_probability(history: np.ndarray, score: float, quantile: float) -> floa
         return float((np.count_nonzero(history >= score) + 1) / (history.size + 1))
     beta = max(float(excess.mean()), 1e-12)
     return (1.0 - quantile) * math.exp(-(score - u) / beta)
-
-
-def normal_evidence(z: float) -> float:
-    """-log10 P(Z >= z) for a standard normal: a robust z in the score's units (decades)."""
-    return float(-log_ndtr(-z) / LOG10)
 
 
 class _Buffer:
@@ -230,9 +218,6 @@ class ShapeStep:
     score: float
     shape_scores: dict[int, float]  # evidence (decades) per sub-sequence length
     time_of_day_score: float | None  # evidence of the same-hour comparison, once it has a history
-    share_score: float | None  # robust z of the negative share, when a total is known
-    share: float | None
-    expected_share: float | None
     alert: bool  # a new incident opened at this step
     escalated: bool  # an open incident crossed the critical threshold at this step
     active: bool  # an incident is open after this step
@@ -258,10 +243,7 @@ class ShapeDetector:
         self._scores = {L: _Buffer(h) for L in c.shape_lengths}
         self._times = _Buffer(h + 1)  # aligned with _values
         self._tod_scores = _Buffer(h)
-        # Untransformed values (the negative volume, with a total) and totals: the share check and
-        # the "expected" level in alerts.
-        self._observed = _Buffer(h)
-        self._total = _Buffer(h)
+        self._observed = _Buffer(h)  # untransformed values: the "expected" level in alerts
         self.steps = 0
         self.incidents = Incidents.of(c)
         self.last_timestamp: float | None = None
@@ -311,30 +293,18 @@ class ShapeDetector:
         evidence = {L: self._evidence(self._nonconformity(L), self._scores[L]) for L in self.config.shape_lengths}
         return {L: e for L, e in evidence.items() if e is not None}
 
-    def _share_z(self, value: float, total: float) -> tuple[float | None, float | None]:
-        neg, tot = self._observed.values, self._total.values
-        if np.count_nonzero(tot > 0) < self.config.min_score_history:  # NaN > 0 is False
-            return None, None
-        return share_residual(neg, tot, value, total, 1.0, self.config.share_dispersion)
-
     # -- stepping ----------------------------------------------------------------------------
     def update(self, timestamp: float | datetime, value: float, total: float | None = None) -> ShapeStep:
         """Feed one bucket (in time order) and get its score and alert decision."""
         c = self.config
+        if total is not None:
+            raise ValueError("the shape detector scores one series; negative and total volume go to the volume "
+                             "detector (SpikeDetector)")
         ts = to_epoch(timestamp)
         value = float(value)
         if not math.isfinite(value) or (c.series_kind == "count" and value < 0):
             raise ValueError(f"value must be a finite {'count >= 0' if c.series_kind == 'count' else 'number'}, "
                              f"got {value!r}")
-        if total is not None:
-            total = float(total)
-            if not math.isfinite(total) or total < 0:
-                raise ValueError(f"total must be a finite count >= 0, got {total!r}")
-            total = max(total, value)
-
-        rs = p = None
-        if total is not None:
-            rs, p = self._share_z(value, total)
         expected = float(np.median(self._observed.values)) if len(self._observed) else value
         self._values.append(self._transform(value))
         self._times.append(ts)
@@ -342,8 +312,6 @@ class ShapeDetector:
         tod = self._evidence(self._time_of_day_nonconformity(), self._tod_scores)
         shortest = shapes.get(c.shape_lengths[0], 0.0)
         score = sum(shapes.values()) - shortest + max(shortest, tod or 0.0)
-        if rs is not None and rs < c.share_threshold:
-            score = min(score, normal_evidence(rs))
 
         warming = self.steps < c.warmup_buckets or len(shapes) < len(c.shape_lengths)
         big_enough = c.series_kind != "count" or value >= c.min_volume
@@ -352,7 +320,6 @@ class ShapeDetector:
         alert, escalated = inc.step(ts, score, can_open)
 
         self._observed.append(value)
-        self._total.append(np.nan if total is None else total)
         self.steps += 1
         self.last_timestamp = ts
         return ShapeStep(
@@ -362,9 +329,6 @@ class ShapeDetector:
             score=round(score, 6),
             shape_scores={L: round(e, 6) for L, e in shapes.items()},
             time_of_day_score=None if tod is None else round(tod, 6),
-            share_score=None if rs is None else round(rs, 6),
-            share=(value / total) if total else None,
-            expected_share=p,
             alert=alert,
             escalated=escalated,
             active=inc.active,
@@ -390,7 +354,6 @@ class ShapeDetector:
             "times": self._stored(self._times),
             "time_of_day_scores": self._stored(self._tod_scores),
             "observed": self._stored(self._observed),
-            "total": self._stored(self._total),
             "steps": self.steps,
             "active": self.incidents.active,
             "severity": self.incidents.severity,
@@ -401,7 +364,8 @@ class ShapeDetector:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], config: ShapeConfig | None = None) -> "ShapeDetector":
-        if data.get("version") != STATE_VERSION:
+        # Version 2 also kept totals, which this detector no longer takes: the rest resumes as it was.
+        if data.get("version") not in (2, STATE_VERSION):
             raise ValueError(f"unsupported detector state version {data.get('version')!r}")
         det = cls(config or ShapeConfig.from_dict(data["config"]))
         if set(data["scores"]) != {str(L) for L in det.config.shape_lengths}:
@@ -416,7 +380,6 @@ class ShapeDetector:
         load(det._times, data["times"])
         load(det._tod_scores, data["time_of_day_scores"])
         load(det._observed, data["observed"])
-        load(det._total, data["total"])
         det.steps = int(data["steps"])
         inc = det.incidents
         inc.active, inc.severity = bool(data["active"]), data["severity"]

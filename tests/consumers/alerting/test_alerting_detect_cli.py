@@ -1,4 +1,4 @@
-"""`marketpulse detect`: backtest the live detector on a CSV series."""
+"""`marketpulse detect`: find anomalies in a CSV series; with a total column, backtest the live alerter's detector."""
 from __future__ import annotations
 
 import csv
@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from consumers.alerting.buckets import BucketStats
+from consumers.alerting.config import DetectorConfig
+from consumers.alerting.monitor import SpikeMonitor
 from marketpulse.cli import app
+from marketpulse.settings import AlertSettings
 
 runner = CliRunner()
 
@@ -159,7 +163,7 @@ def test_summary_of_the_fixes_goes_to_stderr_and_the_result_line_to_stdout(tmp_p
         "duplicates summed",
         "fixed: 1 out-of-order row sorted",
     ]
-    assert res.stdout == f"{N} rows, interval 60s, 1 alert(s) -> {out}\n"
+    assert res.stdout == f"{N} rows, interval 60s, 1 alert(s) -> {out} (shape detector)\n"
 
 
 def test_missing_buckets_of_a_sparse_count_series_are_written_as_zero_and_marked_filled(tmp_path):
@@ -260,3 +264,55 @@ def test_missing_input_file_is_an_error(tmp_path):
     res = runner.invoke(app, ["detect", "-i", str(tmp_path / "nope.csv"), "-o", str(tmp_path / "a.csv")])
     assert res.exit_code != 0
     assert "does not exist" in res.output
+
+
+# -- a total column: the live alerter's own detector ------------------------------------------------
+
+class RecordingMonitor(SpikeMonitor):
+    """The live alerter's monitor, also writing down one key's (negative, total) per closed bucket:
+    what an export of its buckets holds."""
+
+    def __init__(self, config: DetectorConfig, key: str):
+        super().__init__(config)
+        self.key, self.rows = key, []
+
+    def _evaluate(self, bucket):
+        stats = bucket.stats.get(self.key)
+        if stats is not None or self.key in self.detectors:
+            stats = stats or BucketStats()
+            self.rows.append((int(bucket.start), stats.negative, stats.total))
+        return super()._evaluate(bucket)
+
+
+def test_with_a_total_column_an_export_of_the_alerters_buckets_gives_the_alerters_alerts(tmp_path, make_event):
+    # Six hours of AAPL chatter, 30 % of it negative, with two incidents of strongly negative headlines.
+    rng = np.random.default_rng(3)
+    events = []
+    for m in range(360):
+        for j in range(int(rng.poisson(6)) + 1):
+            p = 0.9 if rng.random() < 0.3 else 0.05
+            events.append(make_event(f"m{m}-{j}", m * 60 + rng.uniform(0, 59), p_neg=p, tickers=[("AAPL", 1.0)]))
+        if m in (150, 290):
+            events += [make_event(f"inc{m}-{j}", m * 60 + 1 + j, p_neg=0.97, tickers=[("AAPL", 1.0)],
+                                  text=f"AAPL recall {m} {j}") for j in range(25)]
+    monitor = RecordingMonitor(DetectorConfig.from_settings(AlertSettings()), "ticker:AAPL")
+    live = []
+    for e in events:
+        monitor.observe(e)
+        live += monitor.advance()
+    opened = [int(a.window_start.timestamp()) for a in live if a.key == "ticker:AAPL" and a.status == "opened"]
+    assert len(opened) == 2  # both incidents, nothing else: the comparison below is not vacuous
+
+    ts = [t for t, _, _ in monitor.rows]
+    assert ts == list(range(ts[0], ts[-1] + 60, 60))  # every bucket, the empty ones too
+    src = tmp_path / "export.csv"
+    with src.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["timestamp", "value", "total"])
+        w.writerows((t, repr(neg), repr(total)) for t, neg, total in monitor.rows)
+    out = tmp_path / "a.csv"
+    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "count series (auto: a total column, so the values are volumes)" in res.stderr
+    assert res.stdout.rstrip().endswith("(volume detector (alerts settings))")
+    assert [int(r["timestamp"]) for r in read_output(out) if r["alert"] == "1"] == opened

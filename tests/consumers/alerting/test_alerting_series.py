@@ -83,7 +83,18 @@ def test_negative_values_cannot_be_summed_as_counts(tmp_path):
 def test_totals_are_merged_like_the_values(tmp_path):
     src = series_csv(tmp_path, [(0, 1, 10), (60, 2, 5), (60, 3, 7)], header="timestamp,value,total")
     assert [r.total for r in read_series(src).rows] == [10, 12]
-    assert [r.total for r in read_series(src, aggregate="mean").rows] == [10, 6]
+    assert [r.value for r in read_series(src).rows] == [1, 5]
+
+
+def test_with_a_total_column_the_values_are_volumes_even_when_they_are_not_integers(tmp_path):
+    # The alerter's negative volume sums P(negative) over the bucket's events.
+    src = series_csv(tmp_path, [(0, 1.4, 10), (60, 2.5, 5), (60, 3.25, 7)], header="timestamp,value,total")
+    s = read_series(src)
+    assert s.kind == "count" and s.has_total
+    assert [(r.value, r.total) for r in s.rows] == [(1.4, 10), (5.75, 12)]
+    assert "auto: a total column, so the values are volumes" in s.summary.lines()[0]
+    with pytest.raises(SeriesError, match="total column makes the values volumes.*--aggregate mean does not apply"):
+        read_series(src, aggregate="mean")
 
 
 def test_a_total_below_its_value_is_rejected_with_the_row(tmp_path):

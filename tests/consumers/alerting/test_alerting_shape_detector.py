@@ -12,10 +12,9 @@ LEVEL = ShapeConfig(series_kind="level", baseline_buckets=600)
 COUNT = ShapeConfig(series_kind="count", baseline_buckets=600)
 
 
-def run(values, config=LEVEL, totals=None, det=None):
+def run(values, config=LEVEL, det=None):
     det = det or ShapeDetector(config)
-    totals = totals if totals is not None else [None] * len(values)
-    return det, [det.update(i * 300.0, float(v), t) for i, (v, t) in enumerate(zip(values, totals))]
+    return det, [det.update(i * 300.0, float(v)) for i, v in enumerate(values)]
 
 
 def alerts_at(steps) -> list[int]:
@@ -117,18 +116,9 @@ def test_count_series_below_min_volume_never_alert():
     assert 450 in alerts_at(steps)
 
 
-def test_a_chatter_burst_with_an_ordinary_negative_share_does_not_alert_but_a_negative_one_does():
-    rng = np.random.default_rng(2)
-    total = rng.poisson(100, 500).astype(float)
-    neg = rng.binomial(total.astype(int), 0.3).astype(float)
-    chatter_total, chatter_neg = total.copy(), neg.copy()
-    chatter_total[450], chatter_neg[450] = 400, 120  # four times the volume, the usual 30 % negative
-    _, steps = run(chatter_neg, COUNT, totals=list(chatter_total))
-    assert 450 not in alerts_at(steps)
-    bad_total, bad_neg = total.copy(), neg.copy()
-    bad_total[450], bad_neg[450] = 400, 300  # the same volume, 75 % negative
-    _, steps = run(bad_neg, COUNT, totals=list(bad_total))
-    assert 450 in alerts_at(steps)
+def test_a_total_volume_is_refused_it_belongs_to_the_volume_detector():
+    with pytest.raises(ValueError, match="negative and total volume go to the volume detector"):
+        ShapeDetector(COUNT).update(0.0, 3.0, 10.0)
 
 
 def office_hours(days=10, seed=5):
