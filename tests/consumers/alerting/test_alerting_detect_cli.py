@@ -316,3 +316,10 @@ def test_with_a_total_column_an_export_of_the_alerters_buckets_gives_the_alerter
     assert "count series (auto: a total column, so the values are volumes)" in res.stderr
     assert res.stdout.rstrip().endswith("(volume detector (alerts settings))")
     assert [int(r["timestamp"]) for r in read_output(out) if r["alert"] == "1"] == opened
+
+    # The alerts settings are the alerter's: a stricter threshold in --config holds for detect too.
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("alerts:\n  threshold: 40\n  critical_threshold: 40\n")
+    res = runner.invoke(app, ["detect", "-i", str(src), "-o", str(out), "--config", str(strict)])
+    assert res.exit_code == 0, res.output
+    assert all(r["alert"] == "0" for r in read_output(out))
