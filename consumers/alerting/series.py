@@ -278,8 +278,9 @@ def clean_series(rows: list[SeriesRow], aggregate: Aggregate = "auto", *, max_fi
     if kind == "count":
         for r in rows:
             if r.value < 0:
-                raise SeriesError(f"row {r.row}: value {r.value_raw!r} is negative; a count series "
-                                  "(aggregate sum) needs values >= 0")
+                what = "with a total column the values are volumes" if has_total else \
+                    "a count series (aggregate sum)"
+                raise SeriesError(f"row {r.row}: value {r.value_raw!r} is negative; {what}: they need values >= 0")
     how: Literal["sum", "mean"] = "sum" if kind == "count" else "mean"
 
     out_of_order, latest = 0, -math.inf

@@ -95,6 +95,9 @@ def test_with_a_total_column_the_values_are_volumes_even_when_they_are_not_integ
     assert "auto: a total column, so the values are volumes" in s.summary.lines()[0]
     with pytest.raises(SeriesError, match="total column makes the values volumes.*--aggregate mean does not apply"):
         read_series(src, aggregate="mean")
+    negative = series_csv(tmp_path, [(0, 1.5, 10), (60, -0.5, 5)], header="timestamp,value,total")
+    with pytest.raises(SeriesError, match="row 3: value '-0.5' is negative; with a total column the values are volumes"):
+        read_series(negative)
 
 
 def test_a_total_below_its_value_is_rejected_with_the_row(tmp_path):
