@@ -77,7 +77,7 @@ def detect_file(root: Path, f: NabFile, config: ShapeConfig | None) -> FileRun:
         trace = (np.array([s.timestamp for s in steps]), np.array([s.score for s in steps]),
                  np.array([s.can_open for s in steps]))
     else:
-        live = SpikeDetector(DetectorConfig.from_settings(AlertSettings()).with_(bucket_s=series.interval_s))
+        live = SpikeDetector(DetectorConfig.from_settings(AlertSettings(), bucket_s=series.interval_s))
         fired = [r.timestamp for r in series.rows if live.update(r.timestamp, max(r.value, 0.0)).alert]
     spent = time.perf_counter() - t0
     return FileRun(alerts_at(f, fired, strict=False), len(series.rows), spent, series.kind, trace)

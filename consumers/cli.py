@@ -138,8 +138,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Find anomalies in a series (sorted, duplicates merged, interval inferred): the shape detector, or
         with a total column the live alerter's volume detector with the alerts settings."""
-        from dataclasses import replace
-
         from consumers.alerting.series import SeriesError, detector_config, read_series, run_detect
         settings = load_settings(config)  # a broken --config file is still an error here
         if not input.is_file():
@@ -154,10 +152,9 @@ def register(app: typer.Typer) -> None:
         _check_thresholds(threshold, clear_threshold, base.threshold, base.clear_threshold)
         # A --threshold above the critical level moves it along, so every alert is then critical.
         critical = max(base.critical_threshold, threshold) if threshold is not None else None
-        changes = {"threshold": threshold, "clear_threshold": clear_threshold, "critical_threshold": critical,
-                   "cooldown_buckets": cooldown, "min_volume": min_volume}
         try:
-            cfg = replace(base, **{k: v for k, v in changes.items() if v is not None})
+            cfg = base.with_(threshold=threshold, clear_threshold=clear_threshold, critical_threshold=critical,
+                             cooldown_buckets=cooldown, min_volume=min_volume)
         except ValueError as e:
             raise CommandError(str(e), EXIT_USAGE) from None
         try:

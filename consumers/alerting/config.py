@@ -94,7 +94,8 @@ class DetectorConfig:
         return cls(**base)
 
     def with_(self, **changes: Any) -> "DetectorConfig":
-        return replace(self, **changes)
+        """A copy with ``changes``; None leaves a field as it is (as in ShapeConfig.with_)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

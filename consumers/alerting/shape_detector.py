@@ -341,8 +341,8 @@ class ShapeDetector:
 
     # -- persistence ---------------------------------------------------------------------------
     @staticmethod
-    def _stored(buf: _Buffer) -> list[float | None]:
-        return [None if math.isnan(v) else float(v) for v in buf.values]
+    def _stored(buf: _Buffer) -> list[float]:
+        return [float(v) for v in buf.values]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe state; ``from_dict`` of it continues with identical outputs."""
@@ -370,16 +370,12 @@ class ShapeDetector:
         det = cls(config or ShapeConfig.from_dict(data["config"]))
         if set(data["scores"]) != {str(L) for L in det.config.shape_lengths}:
             raise ValueError("detector state history does not match the configuration")
-
-        def load(buf: _Buffer, values: list[float | None]) -> None:
-            buf.load([np.nan if v is None else v for v in values])
-
-        load(det._values, data["values"])
+        det._values.load(data["values"])
         for L, buf in det._scores.items():
-            load(buf, data["scores"][str(L)])
-        load(det._times, data["times"])
-        load(det._tod_scores, data["time_of_day_scores"])
-        load(det._observed, data["observed"])
+            buf.load(data["scores"][str(L)])
+        det._times.load(data["times"])
+        det._tod_scores.load(data["time_of_day_scores"])
+        det._observed.load(data["observed"])
         det.steps = int(data["steps"])
         inc = det.incidents
         inc.active, inc.severity = bool(data["active"]), data["severity"]
