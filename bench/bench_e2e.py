@@ -22,8 +22,8 @@ at the end):
    runs again after the pipeline has stopped; the higher of the two is the ceiling.
 2. Saturation, for each ``--workers`` count (default 1 and 2 processes in one consumer group):
    ``--records`` produced at once; the sustained rate at which documents become searchable between
-   the 10th and 90th percentile of the backlog. One worker runs the model with as many intra-op
-   threads as there are usable cores; N workers with cores / N each (``model.threads``), so the
+   the 10th and 90th percentile of the backlog. One worker runs the model with as many threads as
+   there are usable cores; N workers with cores / N each (``model.threads``), so the
    machine is never oversubscribed by model threads. Per worker: records consumed, batches, time in
    the micro-batch and in the model call (its Prometheus metrics), CPU seconds, rebalances.
 3. Fixed input rates (``--fractions`` of the model stage), one worker, paced for ``--duration``

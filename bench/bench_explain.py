@@ -216,7 +216,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=3, help="timed passes per method (default 3)")
     ap.add_argument("--screen", default="6,8", help="screened method: words kept per long text, comma-separated")
     ap.add_argument("--chunk", type=int, default=16, help="texts per explain call (default 16)")
-    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the usable cores)")
+    ap.add_argument("--threads", type=int, default=None, help="model threads (default: the usable cores)")
     ap.add_argument("--backend", default="onnx-int8", help="model backend (default onnx-int8, the worker's on CPU)")
     ap.add_argument("--allow-busy", action="store_true", help="run even on a busy machine (results flagged)")
     ap.add_argument("--out", type=Path, default=None, help="results JSON (default bench/results/explain-<host>.json)")

@@ -14,9 +14,12 @@ Each step is one ONNX graph or one run setting, on the committed artifact's merg
   (activation scales calibrated once, MinMax over 256 training tweets that are not in the dev
   split, instead of per call; built here);
 * run settings on the shipped int8 graph: 16 rows per pass; passes of at most 64 rows and 1,024
-  padded tokens (the shipped CPU default, ``models.classifier.CPU_TOKENS_PER_PASS``); 2,048 tokens;
-  and ONNX Runtime's spinning threads (off by default: on a shared 2-core machine spinning starves
-  the stream worker, Kafka and Elasticsearch).
+  padded tokens; 2,048 tokens;
+  ONNX Runtime's spinning threads (off by default: on a shared 2-core machine spinning starves
+  the stream worker, Kafka and Elasticsearch); and whole passes side by side, one thread each
+  (``models.backends.onnx_backend.OnnxBackend``), instead of one pass at a time with every thread
+  sharing each operator, at 1,024 and at 512 padded tokens per pass (the shipped CPU default,
+  ``models.classifier.CPU_TOKENS_PER_PASS``).
 
 Measured in one run, on the same texts:
 
@@ -122,12 +125,15 @@ def build_graphs(ms, paths: dict[str, Path], tmp: Path, calib: Callable[[], list
     return graphs
 
 
-# Run settings on the shipped int8 graph: (rows per pass, padded tokens per pass, spinning threads).
+# Run settings on the shipped int8 graph: (rows per pass, padded tokens per pass, spinning threads,
+# passes side by side on one thread each rather than one pass at a time on all threads).
 SETTINGS = {
-    "16 rows per pass": (16, None, False),
-    "<= 1,024 tokens per pass (shipped)": (64, 1024, False),
-    "<= 2,048 tokens per pass": (64, 2048, False),
-    "<= 1,024 tokens per pass, spinning threads": (64, 1024, True),
+    "16 rows per pass": (16, None, False, False),
+    "<= 1,024 tokens per pass": (64, 1024, False, False),
+    "<= 2,048 tokens per pass": (64, 2048, False, False),
+    "<= 1,024 tokens per pass, spinning threads": (64, 1024, True, False),
+    "<= 1,024 tokens per pass, passes side by side": (64, 1024, False, True),
+    "<= 512 tokens per pass, passes side by side (shipped)": (64, 512, False, True),
 }
 
 
@@ -175,7 +181,7 @@ def keeps_accuracy(acc: dict, ref: dict) -> bool:
 def markdown(res: dict) -> str:
     ref = res["steps"][BASELINE]["texts_per_s"]["median"]
     m, ld, tx = res["machine"], res["load"], res["texts"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores (`{m['host']}`), {res['threads']} intra-op threads. 1-min load "
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores (`{m['host']}`), {res['threads']} model threads. 1-min load "
              f"average {ld['loadavg'][0]:.2f} at start; other processes used {ld['other_cores_mean']} cores on "
              f"average during the timed passes. Date: {res['date'][:10]}. Texts: {tx['source']}, {tx['tokens_mean']} "
              f"tokens on average (p95 {tx['tokens_p95']}), {tx['per_call']} per `predict` call; median of "
@@ -207,7 +213,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench.bench_model_steps", description=__doc__.split("\n")[0])
     p.add_argument("--texts", type=int, default=512)
     p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads (default: the usable cores)")
+    p.add_argument("--threads", type=int, default=0, help="model threads (default: the usable cores)")
     p.add_argument("--allow-busy", action="store_true")
     p.add_argument("--out", type=Path)
     p.add_argument("--no-docs", action="store_true")
@@ -251,19 +257,21 @@ def main(argv: list[str] | None = None) -> int:
         clfs = {}
         for name, path in graphs.items():
             key = graph_step(name)
-            clfs[key] = Classifier(OnnxBackend(path, name, threads), base.tokenizer, base.labels, base.model_version,
-                                   ms.max_length, batch_size=GRAPH_ROWS)
+            clfs[key] = Classifier(OnnxBackend(path, name, threads, side_by_side=False), base.tokenizer, base.labels,
+                                   base.model_version, ms.max_length, batch_size=GRAPH_ROWS)
             t0 = time.time()
             steps[key] = {"graph": name, "accuracy": accuracy(clfs[key], splits)}
             log(f"{name}: dev accuracy {steps[key]['accuracy']} ({time.time() - t0:.0f} s)")
         ref = steps[graph_step(FP32)]["accuracy"]
         for st in steps.values():
             st["keeps_accuracy"] = keeps_accuracy(st["accuracy"], ref)
-        for name, (rows, tokens, spin) in SETTINGS.items():
+        for name, (rows, tokens, spin, side) in SETTINGS.items():
             key = f"{SHIPPED_INT8}, {name}"
-            clfs[key] = Classifier(OnnxBackend(graphs[SHIPPED_INT8], key, threads, spinning=spin), base.tokenizer,
-                                   base.labels, base.model_version, ms.max_length, batch_size=rows, max_tokens=tokens)
-            steps[key] = {"graph": SHIPPED_INT8, "rows_per_pass": rows, "tokens_per_pass": tokens, "spinning": spin}
+            clfs[key] = Classifier(OnnxBackend(graphs[SHIPPED_INT8], key, threads, spinning=spin, side_by_side=side),
+                                   base.tokenizer, base.labels, base.model_version, ms.max_length, batch_size=rows,
+                                   max_tokens=tokens)
+            steps[key] = {"graph": SHIPPED_INT8, "rows_per_pass": rows, "tokens_per_pass": tokens, "spinning": spin,
+                          "side_by_side": side}
 
         for clf in clfs.values():  # warm-up: every shape the timed passes will see
             for i in range(0, len(texts), CALL):

@@ -16,8 +16,8 @@ How it is kept honest:
 * Same texts for every cell: ``--texts`` tweets sampled once (seed 0) from the shared
   financial-tweets files (real lengths), else the built-in fallback headlines. Every timed pass
   classifies all of them, so every cell does the same work.
-* Threads: torch intra-op threads and ONNX Runtime's ``intra_op_num_threads`` are set to
-  ``--threads`` (default: the usable cores); the tokenizer's own thread pool is switched off
+* Threads: torch intra-op threads and the ONNX backends' threads (forward passes side by side,
+  one thread each) are set to ``--threads`` (default: the usable cores); the tokenizer's own thread pool is switched off
   (``TOKENIZERS_PARALLELISM=false``), as are OpenMP/BLAS pools beyond ``--threads``, so no two pools
   compete for the cores. ONNX backends run before torch is imported, so torch's OpenMP pool does
   not exist while they are timed.
@@ -363,7 +363,7 @@ def markdown(res: dict) -> str:
         lines.append("")
     end = load.get("loadavg_at_end")
     lines.append(
-        f"Machine: {m['cpu']}, {m['cores']} cores (`{m['host']}`), {res['threads']} intra-op threads, tokenizer "
+        f"Machine: {m['cpu']}, {m['cores']} cores (`{m['host']}`), {res['threads']} model threads, tokenizer "
         f"single-threaded. 1-min load average {load['loadavg_at_start'][0]:.2f} at start"
         + (f", {end[0]:.2f} at end (the benchmark's own threads included)" if end else "")
         + (f"; other processes used {load['other_cores_mean']:.2f} cores on average during the timed passes"
@@ -426,7 +426,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--config", type=Path, default=None, help="settings file (model paths)")
     ap.add_argument("--quick", action="store_true",
                     help=f"smoke run: {QUICK_TEXTS} texts, 1 repeat, no re-timing, no explanation timing")
-    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the usable cores)")
+    ap.add_argument("--threads", type=int, default=None, help="model threads (default: the usable cores)")
     ap.add_argument("--repeats", type=int, default=None, help=f"timed passes per cell (default {DEFAULT_REPEATS})")
     ap.add_argument("--texts", type=int, default=None,
                     help=f"texts per pass (default {DEFAULT_TEXTS}; rounded up to a multiple of the largest batch)")
@@ -486,7 +486,8 @@ def main(argv: list[str] | None = None, loadavg: Callable[[], tuple[float, float
     res: dict = {
         "schema": 2, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": command_line(argv), "machine": host_info, "threads": threads,
-        "thread_settings": {"env": env, "onnxruntime_intra_op": threads, "onnxruntime_spinning": False},
+        "thread_settings": {"env": env, "onnxruntime_passes_side_by_side": threads, "onnxruntime_intra_op": 1,
+                            "onnxruntime_spinning": False},
         "load": {"loadavg_at_start": [round(x, 2) for x in start.loadavg], "limit_1m": round(start.limit, 2)},
         "texts": {"source": source, "count": len(texts)}, "repeats": args.repeats, "batch_sizes": list(batches),
         "max_rows_per_pass": 32, "baseline": BASELINE,

@@ -185,8 +185,9 @@ class ModelSettings(_Section):
     data_dir: Path = REPO_ROOT.parent / "shared" / "data" / "financial-tweets"
     max_length: int = Field(128, ge=8)
     device: str = "auto"
-    threads: int | None = Field(None, ge=1, description="intra-op threads of the model (onnxruntime, torch); "
-                                                        "None: the backend's default, about one per core. "
+    threads: int | None = Field(None, ge=1, description="threads of the model (onnxruntime: forward passes side by side, "
+                                                        "one thread each; torch: intra-op); "
+                                                        "None: one per usable core. "
                                                         "Several workers on one machine: cores / workers each")
     explain_negative: bool = Field(False, description="the worker also explains every negative record (the words "
                                                       "that raised P(negative) in its explanation field); ~11x the "

@@ -1,6 +1,8 @@
 """tokenize -> length-sorted, dynamically padded batches -> results back in input order."""
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import Callable, Iterator
 
 import numpy as np
@@ -42,12 +44,19 @@ def run_batched(
     token_ids: list[list[int]],
     batch_size: int,
     max_tokens: int | None = None,
+    pool: ThreadPoolExecutor | None = None,
+    in_flight: int = 8,
 ) -> tuple[np.ndarray, ...]:
     """Apply ``fn(input_ids, attention_mask) -> arrays with one row per input`` over sorted batches
-    and scatter the rows back to input order."""
+    and scatter the rows back to input order. With ``pool``, passes run on its threads side by side
+    (``in_flight`` at a time, the longest first, so the last to start is a short one)."""
+    passes = sorted_batches(token_ids, batch_size, max_tokens)
+    if pool is None:
+        done = ((idx, fn(ids, mask)) for idx, ids, mask in passes)
+    else:
+        done = _side_by_side(fn, passes, pool, in_flight)
     outs: list[np.ndarray] | None = None
-    for idx, ids, mask in sorted_batches(token_ids, batch_size, max_tokens):
-        res = fn(ids, mask)
+    for idx, res in done:
         if outs is None:
             outs = [np.empty((len(token_ids),) + r.shape[1:], dtype=np.float32) for r in res]
         for o, r in zip(outs, res):
@@ -55,6 +64,12 @@ def run_batched(
     if outs is None:
         raise ValueError("no texts to run")
     return tuple(outs)
+
+
+def _side_by_side(fn, passes: Iterator, pool: ThreadPoolExecutor, window: int) -> Iterator:
+    while chunk := list(islice(passes, window)):
+        futures = [(idx, pool.submit(fn, ids, mask)) for idx, ids, mask in reversed(chunk)]
+        yield from ((idx, f.result()) for idx, f in futures)
 
 
 def softmax(x: np.ndarray) -> np.ndarray:

@@ -367,9 +367,26 @@ def test_calling_cleans_the_text_as_the_stream_worker_does(api_clf):
 def test_model_threads_setting_sizes_the_onnx_pool_and_an_argument_overrides_it(model_settings):
     from models import Classifier
 
-    def intra_op(clf) -> int:
-        return clf._backend.session.get_session_options().intra_op_num_threads
+    def sizes(clf) -> tuple[int, int]:  # (threads running passes side by side, each pass's intra-op threads)
+        pool = clf._backend.pool
+        return (pool._max_workers if pool else 1), clf._backend.session.get_session_options().intra_op_num_threads
 
     one = model_settings.model_copy(update={"threads": 1})
-    assert intra_op(Classifier.from_settings(one, backend="onnx-int8")) == 1  # e.g. two workers on two cores
-    assert intra_op(Classifier.from_settings(one, backend="onnx-int8", threads=2)) == 2
+    assert sizes(Classifier.from_settings(one, backend="onnx-int8")) == (1, 1)  # e.g. two workers on two cores
+    assert sizes(Classifier.from_settings(one, backend="onnx-int8", threads=2)) == (2, 1)
+
+
+def test_passes_side_by_side_give_the_predictions_of_one_pass_at_a_time(model_settings):
+    from models import Classifier
+    from models.backends.onnx_backend import OnnxBackend
+
+    side = Classifier.from_settings(model_settings, backend="onnx-int8", threads=2)
+    assert side._backend.pool is not None
+    one_at_a_time = Classifier(OnnxBackend(side._backend.model_path, "onnx-int8", 2, side_by_side=False),
+                               side.tokenizer, side.labels, side.model_version, side.max_length, side.batch_size,
+                               side.max_tokens)
+    texts = TEXTS * 3  # several passes per call
+    a, b = side.predict(texts), one_at_a_time.predict(texts)
+    assert [(p.sentiment, p.topic) for p in a] == [(p.sentiment, p.topic) for p in b]
+    for p, q in zip(a, b):
+        assert p.sentiment_scores == pytest.approx(q.sentiment_scores, abs=0.02)
