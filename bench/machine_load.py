@@ -15,18 +15,12 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from models.machine import usable_cores  # noqa: F401  (the benchmarks import it from here)
+
 MAX_LOAD_PER_CORE = 0.5
 # Others' CPU during a run, in cores per core: a run pinned to all cores loses time roughly in
 # proportion, so a quarter of the machine is enough to skew the comparison between cells.
 MAX_OTHER_CPU_PER_CORE = 0.25
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask, which containers and taskset narrow)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 @dataclass

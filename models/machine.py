@@ -17,12 +17,16 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def describe() -> dict:
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, which containers and taskset narrow)."""
     try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 0
-    info = {"host": socket.gethostname(), "cpu": cpu_name(), "cores": cores, "platform": platform.platform()}
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def describe() -> dict:
+    info = {"host": socket.gethostname(), "cpu": cpu_name(), "cores": usable_cores(), "platform": platform.platform()}
     try:
         import torch
 

@@ -13,7 +13,6 @@ from typing import Protocol, Sequence
 
 from marketpulse.schemas import LabeledEvent, RawEvent
 from marketpulse.settings import Settings
-from marketpulse import metrics
 from stream.enrich.novelty import NoveltyIndex
 from stream.enrich.pipeline import EnrichError, Enricher
 from marketpulse import metrics, wire

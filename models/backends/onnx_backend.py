@@ -1,11 +1,12 @@
 """ONNX Runtime CPU backend, for the fp32 export or its dynamic-int8 quantization."""
 from __future__ import annotations
 
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from models.machine import usable_cores
 
 
 def session_options(threads: int | None = None, spinning: bool = False):
@@ -22,16 +23,12 @@ def session_options(threads: int | None = None, spinning: bool = False):
     return so
 
 
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 class OnnxBackend:
     """``threads`` (None: one per usable core) run whole forward passes side by side, each pass on
     one thread (``pool``, for ``run_batched``). Threads that share each operator of one pass instead
-    (``side_by_side=False``) wait for the slowest at every operator, so a core taken by Kafka,
-    Elasticsearch or the worker's own loop stalls both: on two cores passes side by side ran
-    1.15-1.2x faster idle and more under load (bench/bench_model_steps.py)."""
+    (``side_by_side=False``) wait for the slower one at every parallel kernel, so a core taken by
+    Kafka, Elasticsearch or the worker's own loop stalls both; bench/bench_model_steps.py measures
+    the two (docs/models.md, "Optimisation steps")."""
 
     def __init__(self, model_path: Path, name: str = "onnx", threads: int | None = None, spinning: bool = False,
                  side_by_side: bool = True):
