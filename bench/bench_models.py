@@ -17,8 +17,8 @@ How it is kept honest:
   financial-tweets files (real lengths), else the built-in fallback headlines. Every timed pass
   classifies all of them, so every cell does the same work.
 * Threads: torch intra-op threads and the ONNX backends' threads (forward passes side by side,
-  one thread each) are set to ``--threads`` (default: the usable cores); the tokenizer's own thread pool is switched off
-  (``TOKENIZERS_PARALLELISM=false``), as are OpenMP/BLAS pools beyond ``--threads``, so no two pools
+  one thread each) are set to ``--threads`` (default: the usable cores); the tokenizer's own
+  thread pool is switched off (``TOKENIZERS_PARALLELISM=false``), as are OpenMP/BLAS pools beyond ``--threads``, so no two pools
   compete for the cores. ONNX backends run before torch is imported, so torch's OpenMP pool does
   not exist while they are timed.
 * Each backend is warmed up on every batch size, then timed ``--repeats`` times; repeats are

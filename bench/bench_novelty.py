@@ -24,6 +24,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from models.machine import usable_cores
+
 ROOT = Path(__file__).resolve().parent.parent
 WINDOWS = (1_000, 50_000)  # 50,000: the worker's default window
 QUICK_WINDOWS = (1_000, 10_000)
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--force", action="store_true", help="run even when the machine is busy (the load is recorded)")
     args = ap.parse_args(argv)
 
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     load = os.getloadavg()[0]
     limit = MAX_LOAD_PER_CORE * cores
     if load > limit and not args.force:

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-from models.machine import usable_cores  # noqa: F401  (the benchmarks import it from here)
+from models.machine import usable_cores
 
 MAX_LOAD_PER_CORE = 0.5
 # Others' CPU during a run, in cores per core: a run pinned to all cores loses time roughly in
