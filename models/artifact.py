@@ -28,8 +28,10 @@ if TYPE_CHECKING:
 ADAPTER_FILE = "adapter.safetensors"
 
 
-def new_model(labels: LabelMaps, lora: LoraConfig | None, attn_implementation: str = "sdpa") -> MultiTaskModel:
-    """Base encoder + heads; with ``lora`` adapters (mode lora), else all but word embeddings train (mode full)."""
+def new_model(labels: LabelMaps, lora: LoraConfig | None, attn_implementation: str = "sdpa",
+              layers: int | None = None) -> MultiTaskModel:
+    """Base encoder + heads; with ``lora`` adapters (mode lora), else all but word embeddings train (mode full).
+    ``layers``: keep only the base's first N transformer layers (a smaller, faster student)."""
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
@@ -46,6 +48,11 @@ def new_model(labels: LabelMaps, lora: LoraConfig | None, attn_implementation: s
         str(base_model_path()), add_pooling_layer=False, attn_implementation=attn_implementation,
         attention_probs_dropout_prob=0.0,
     )
+    if layers:
+        if not 1 <= layers <= len(encoder.encoder.layer):
+            raise ValueError(f"layers must be 1..{len(encoder.encoder.layer)}, not {layers}")
+        encoder.encoder.layer = encoder.encoder.layer[:layers]
+        encoder.config.num_hidden_layers = layers
     if lora is not None:
         apply_lora(encoder, lora)
     model = MultiTaskModel(encoder, len(labels.sentiment), len(labels.topic))
@@ -109,7 +116,7 @@ def save_artifact(model: MultiTaskModel, out_dir: Path, config: dict, labels: La
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if base is None:
-        base = base_parameters(new_model(labels, _lora_config(config)))
+        base = base_parameters(new_model(labels, _lora_config(config), layers=config.get("layers")))
     state = pack_state(trainable_state(model), base)
     save_file(state, str(out_dir / ADAPTER_FILE), metadata={"version": str(config["version"])})
     (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
@@ -141,7 +148,7 @@ def load_merged_model(artifact_dir: Path, attn_implementation: str = "sdpa") -> 
 
     cfg = read_config(artifact_dir)
     labels = read_labels(artifact_dir)
-    model = new_model(labels, _lora_config(cfg), attn_implementation)
+    model = new_model(labels, _lora_config(cfg), attn_implementation, layers=cfg.get("layers"))
     base = base_parameters(model)
     state = unpack_state(load_file(str(Path(artifact_dir) / ADAPTER_FILE)), base)
     expected = set(trainable_state(model))
@@ -166,6 +173,6 @@ def repack(artifact_dir: Path) -> None:
 
     cfg = read_config(artifact_dir)
     labels = read_labels(artifact_dir)
-    base = base_parameters(new_model(labels, _lora_config(cfg)))
+    base = base_parameters(new_model(labels, _lora_config(cfg), layers=cfg.get("layers")))
     trained = unpack_state(load_file(str(Path(artifact_dir) / ADAPTER_FILE)), base)
     save_file(pack_state(trained, base), str(Path(artifact_dir) / ADAPTER_FILE), metadata={"version": str(cfg["version"])})

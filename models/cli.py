@@ -143,6 +143,12 @@ def register(app: typer.Typer) -> None:
         output_dir: Optional[Path] = typer.Option(None, help="override the output directory"),
         promote: bool = typer.Option(False, "--promote", help="also copy the result to the settings' artifact_dir"),
         skip_export: bool = typer.Option(False, help="skip ONNX export + int8 check after training"),
+        layers: int = typer.Option(0, min=0, help="keep only the base's first N transformer layers (0 = all): "
+                                                  "a faster student, best with --teacher"),
+        teacher: Optional[Path] = typer.Option(None, help="artifact directory of a trained model whose logits "
+                                                          "teach both heads of every row (distillation)"),
+        temperature: float = typer.Option(2.0, min=0.1, help="distillation temperature"),
+        distill_weight: float = typer.Option(1.0, min=0.0, help="weight of the teacher's soft loss"),
         config: Optional[Path] = ConfigOpt,
     ) -> None:
         """Fine-tune the two-head classifier on the financial-tweets data (dev split = 10%, stratified)."""
@@ -155,7 +161,8 @@ def register(app: typer.Typer) -> None:
             lr = 1e-3 if mode == "lora" else 1e-4
         cfg = TrainConfig(seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, mode=mode,
                           train_max_length=train_max_length, patience=patience, max_steps=max_steps,
-                          limit_train=limit_train)
+                          limit_train=limit_train, layers=layers, teacher=str(teacher) if teacher else "",
+                          temperature=temperature, distill_weight=distill_weight)
         command = "marketpulse " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         t0 = time.time()
         train(s.data_dir, out, version, cfg, command)

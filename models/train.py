@@ -1,5 +1,6 @@
 """Multi-task fine-tuning: LoRA adapters on the shared encoder, two masked, class-weighted losses,
-length-grouped batches with dynamic padding, early stopping on mean dev macro-F1."""
+length-grouped batches with dynamic padding, early stopping on mean dev macro-F1; optionally
+distilled from a teacher artifact (models.distill) into a student with fewer layers."""
 from __future__ import annotations
 
 import json
@@ -45,6 +46,10 @@ class TrainConfig:
     mode: str = "full"  # full | lora (see models.network)
     lora_r: int = 16
     lora_alpha: float = 32.0
+    layers: int = 0  # >0: keep only the base's first N transformer layers
+    teacher: str = ""  # artifact directory whose logits teach both heads of every row (models.distill)
+    temperature: float = 2.0
+    distill_weight: float = 1.0  # soft loss weight next to the hard, class-weighted loss
 
 
 def set_seed(seed: int) -> None:
@@ -82,13 +87,22 @@ def train(data_dir: Path, out_dir: Path, version: str, cfg: TrainConfig, command
     if cfg.mode not in ("lora", "full"):
         raise ValueError(f"mode must be lora or full, not {cfg.mode!r}")
     lora = LoraConfig(r=cfg.lora_r, alpha=cfg.lora_alpha) if cfg.mode == "lora" else None
-    model = new_model(labels, lora)
+    model = new_model(labels, lora, layers=cfg.layers or None)
 
     token_ids = tokenize(tok, [e.text for e in train_rows], cfg.train_max_length)
     y_sent = np.array([e.sentiment for e in train_rows], dtype=np.int64)
     y_top = np.array([e.topic for e in train_rows], dtype=np.int64)
     w_sent = torch.from_numpy(class_weights(y_sent.tolist(), len(labels.sentiment), cfg.class_weight_power))
     w_top = torch.from_numpy(class_weights(y_top.tolist(), len(labels.topic), cfg.class_weight_power))
+    soft = None
+    if cfg.teacher:
+        from models.distill import init_from_teacher, teacher_logits
+
+        t0 = time.time()
+        soft = tuple(torch.from_numpy(a) for a in teacher_logits(Path(cfg.teacher), token_ids))
+        copied = init_from_teacher(model, Path(cfg.teacher))
+        log.info("teacher %s: logits for %d rows in %.0f s; %d tensors copied into the student",
+                 cfg.teacher, len(token_ids), time.time() - t0, copied)
 
     head_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(("sentiment_head", "topic_head"))]
     body_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith(("sentiment_head", "topic_head"))]
@@ -120,6 +134,11 @@ def train(data_dir: Path, out_dir: Path, version: str, cfg: TrainConfig, command
             loss = multitask_loss(
                 s_logits, t_logits, torch.from_numpy(y_sent[batch]), torch.from_numpy(y_top[batch]), w_sent, w_top
             )
+            if soft is not None:
+                from models.distill import distillation_loss
+
+                loss = loss + cfg.distill_weight * distillation_loss(
+                    (s_logits, t_logits), (soft[0][batch], soft[1][batch]), cfg.temperature)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(body_params + head_params, 1.0)
@@ -168,6 +187,8 @@ def train(data_dir: Path, out_dir: Path, version: str, cfg: TrainConfig, command
         "architecture": "BertModel encoder, mean pooling, linear sentiment + topic heads",
         "mode": cfg.mode,
         "lora": {**asdict(lora), "targets": list(lora.targets)} if lora else None,
+        "layers": cfg.layers or None,
+        "distilled_from": cfg.teacher or None,
         "train_max_length": cfg.train_max_length,
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
