@@ -5,7 +5,7 @@
         [--profile [--profile-out FILE]] [--allow-busy] [--no-doc] [--out FILE] [--config FILE]
 
 The stream: by default real finance tweets, the dev split of the financial-tweets data
-(``models.data.load_splits`` with the split the model artifact was trained with, as bench_explain
+(``models.data.artifact_splits`` with the split the model artifact was trained with, as bench_explain
 reads it), each wrapped as a valid raw record (``RawEvent``: id, source ``social``, source name,
 ``published_at`` = when the run builds it, the tweet as ``text``; tickers are linked by the worker)
 and sent with the project's wire encoding (``marketpulse.wire.encode_raw``). ``--texts generated``
@@ -204,14 +204,12 @@ def free_port() -> int:
 def dev_tweets(data_dir: Path, artifact_dir: Path) -> tuple[list[str], str]:
     """The dev split's tweets as they are in the data (the worker cleans them), distinct, in an order
     shuffled with seed 0 (sentiment and topic rows mixed)."""
-    from bench.bench_explain import split_settings
-    from models.data import load_splits
+    from bench.bench_explain import trained_splits
 
-    fraction, seed = split_settings(artifact_dir)
-    splits = load_splits(data_dir, fraction, seed)
+    splits, source = trained_splits(data_dir, artifact_dir)
     texts = list(dict.fromkeys(e.text for e in splits.dev_sentiment + splits.dev_topic))
     random.Random(0).shuffle(texts)
-    return texts, f"dev split of {Path(data_dir).name}/ (fraction {fraction}, seed {seed}), shuffled with seed 0"
+    return texts, f"{source}, shuffled with seed 0"
 
 
 def tweet_events(texts: list[str], max_text_chars: int, when: datetime | None = None) -> tuple[list, int]:

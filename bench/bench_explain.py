@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.bench_explain [--texts 200] [--repeats 3] [--screen 6,8] [--chunk 16]
         [--threads N] [--backend onnx-int8] [--allow-busy] [--out FILE] [--config FILE]
 
-Texts: the dev split of the financial-tweets data (``models.data.load_splits`` with the split the
+Texts: the dev split of the financial-tweets data (``models.data.artifact_splits`` with the split the
 artifact was trained with: the rows training held out, sentiment and topic files both), cleaned as
 the stream worker cleans them; of those, the ones the model predicts negative, which are what the
 worker's ``model.explain_negative`` and the alerter explain: the first ``--texts`` of them in an order
@@ -97,24 +97,25 @@ def verdict(methods: dict[str, dict], min_overlap: float = MIN_OVERLAP) -> dict:
 
 # -- texts ------------------------------------------------------------------------------------------
 
-def split_settings(artifact_dir: Path) -> tuple[float, int]:
-    """The dev fraction and seed the artifact was trained with (training.json), else the defaults."""
+def trained_splits(data_dir: Path, artifact_dir: Path):
+    """(the splits the artifact was trained with (training.json; the defaults without one), a phrase
+    naming its dev split)."""
+    from models.data import artifact_splits
+
     p = Path(artifact_dir) / "training.json"
-    if p.is_file():
-        cfg = json.loads(p.read_text()).get("config", {})
-        return float(cfg.get("dev_fraction", 0.1)), int(cfg.get("seed", 13))
-    return 0.1, 13
+    cfg = json.loads(p.read_text()).get("config", {}) if p.is_file() else {}
+    cfg = {"dev_fraction": 0.1, "seed": 13, "test_fraction": 0.0, **cfg}
+    return (artifact_splits(data_dir, cfg),
+            f"dev split of {Path(data_dir).name}/ (fraction {cfg['dev_fraction']}, seed {cfg['seed']})")
 
 
 def dev_texts(data_dir: Path, artifact_dir: Path) -> tuple[list[str], str]:
-    from models.data import load_splits
     from models.io import model_input
 
-    fraction, seed = split_settings(artifact_dir)
-    splits = load_splits(data_dir, fraction, seed)
+    splits, source = trained_splits(data_dir, artifact_dir)
     cleaned = (model_input(e.text) for e in splits.dev_sentiment + splits.dev_topic)
     texts = list(dict.fromkeys(t for t in cleaned if t.strip()))
-    return texts, f"dev split of {Path(data_dir).name}/ (fraction {fraction}, seed {seed})"
+    return texts, source
 
 
 def negatives(clf, pool: list[str], n: int, neg: int, step: int = 256) -> tuple[list[str], int]:

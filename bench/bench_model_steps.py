@@ -27,7 +27,7 @@ Measured in one run, on the same texts:
   64 texts per call, ``--texts`` real tweets (bench_models' sample), median of ``--repeats`` passes
   interleaved across the steps, a pass disturbed by other processes timed again (bench_models'
   ``interleaved``); tokenization alone beside it, the ceiling of any model stage here;
-* accuracy: the dev split the artifact was trained with (``models.data.load_splits``; rows training
+* accuracy: the dev split the artifact was trained with (``models.data.artifact_splits``; rows training
   held out), sentiment and topic accuracy against fp32. A step *keeps accuracy* when neither head
   falls by more than 0.01;
 * time per operator: ONNX Runtime's profiler over three passes of the SDPA int8 graph and of the
@@ -238,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.batching import sorted_batches, tokenize
     from models.build import ensure_built
     from models.classifier import Classifier
-    from models.data import load_splits
+    from models.data import artifact_splits
 
     ms = (Settings.load(args.config) if args.config else Settings()).model.model_copy(update={"device": "cpu"})
     paths = ensure_built(ms, log=log)
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
     texts, source = load_texts(ms.data_dir, args.texts)
     token_ids = tokenize(base.tokenizer, texts, ms.max_length)
     split = json.loads((ms.artifact_dir / "metrics.json").read_text())["split"]
-    splits = load_splits(ms.data_dir, split["dev_fraction"], split["seed"])
+    splits = artifact_splits(ms.data_dir, split)
     dev = {e.text for e in splits.dev_sentiment + splits.dev_topic}
     flagged = [f"1-minute load average at start {start.load_1m:.2f} > {start.limit:.2f}."] if start.busy else []
 
@@ -258,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in graphs.items():
             key = graph_step(name)
             clfs[key] = Classifier(OnnxBackend(path, name, threads, side_by_side=False), base.tokenizer, base.labels,
-                                   base.model_version, ms.max_length, batch_size=GRAPH_ROWS)
+                                   base.model_version, ms.max_length, batch_size=GRAPH_ROWS,
+                                   temperatures=base.temperatures)
             t0 = time.time()
             steps[key] = {"graph": name, "accuracy": accuracy(clfs[key], splits)}
             log(f"{name}: dev accuracy {steps[key]['accuracy']} ({time.time() - t0:.0f} s)")
@@ -269,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             key = f"{SHIPPED_INT8}, {name}"
             clfs[key] = Classifier(OnnxBackend(graphs[SHIPPED_INT8], key, threads, spinning=spin, side_by_side=side),
                                    base.tokenizer, base.labels, base.model_version, ms.max_length, batch_size=rows,
-                                   max_tokens=tokens)
+                                   max_tokens=tokens, temperatures=base.temperatures)
             steps[key] = {"graph": SHIPPED_INT8, "rows_per_pass": rows, "tokens_per_pass": tokens, "spinning": spin,
                           "side_by_side": side}
 

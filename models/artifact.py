@@ -6,8 +6,10 @@ Layout of ``models/artifacts/<version>/``::
     labels.json          label maps (index -> name) for both heads
     adapter.safetensors  tensors that differ from the base: LoRA adapters + LayerNorms + heads (mode
                          lora), or all weights but the word embeddings (mode full); see pack_state
-    metrics.json         dev-split metrics
-    MODEL_CARD.md
+    training.json        training settings, dev-metric history, split sizes
+    metrics.json         dev- and test-split metrics (models.report)
+    calibration.json     one temperature per head, fitted on dev (models.calibration)
+    MODEL_CARD.md        with confusion_matrices.png (test split)
 """
 from __future__ import annotations
 

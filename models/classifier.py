@@ -100,7 +100,8 @@ def auto_backend(ms: ModelSettings) -> str:
 
 class Classifier:
     def __init__(self, backend, tokenizer, labels: LabelMaps, model_version: str, max_length: int = 128,
-                 batch_size: int = 32, max_tokens: int | None = None):
+                 batch_size: int = 32, max_tokens: int | None = None,
+                 temperatures: tuple[float, float] = (1.0, 1.0)):
         self._backend = backend
         self.tokenizer = tokenizer
         self.labels = labels
@@ -108,6 +109,8 @@ class Classifier:
         self.max_length = max_length
         self.batch_size = batch_size
         self.max_tokens = max_tokens
+        # (sentiment, topic) logit temperatures fitted on dev (models.calibration); (1, 1) = raw softmax
+        self.temperatures = temperatures
 
     @property
     def backend(self) -> str:
@@ -152,6 +155,7 @@ class Classifier:
         usable core)."""
         from models.artifact import read_config, read_labels
         from models.build import BACKEND_FILES, ensure_built
+        from models.calibration import read_temperatures
         from models.tokenizer import FastTokenizer
 
         name = backend or ms.backend
@@ -186,7 +190,7 @@ class Classifier:
             on_cpu = False
         return cls(impl, FastTokenizer.from_file(paths["tokenizer"]), labels, cfg["version"], ms.max_length,
                    batch_size or (CPU_ROWS_PER_PASS if on_cpu else GPU_ROWS_PER_PASS),
-                   CPU_TOKENS_PER_PASS if on_cpu else None)
+                   CPU_TOKENS_PER_PASS if on_cpu else None, read_temperatures(ms.artifact_dir))
 
     # -- tokenize -> batch -> run -> unbatch ---------------------------------------------------
     def _check(self, texts: list[str]) -> None:
@@ -208,12 +212,14 @@ class Classifier:
         return run_batched(self._backend.run, ids, rows, self.max_tokens, pool, in_flight=4 * threads)
 
     def predict_proba(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(sentiment probabilities (n, 3), topic probabilities (n, 20)), columns in label-map order."""
+        """(sentiment probabilities (n, 3), topic probabilities (n, 20)), columns in label-map order,
+        calibrated by the artifact's temperatures."""
         self._check(texts)
         if not texts:
             return np.zeros((0, len(self.labels.sentiment))), np.zeros((0, len(self.labels.topic)))
         s, t, _ = self._forward(texts)
-        return softmax(s), softmax(t)
+        ts, tt = self.temperatures
+        return softmax(s / ts), softmax(t / tt)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Mean-pooled, L2-normalised encoder embeddings, shape (n, hidden)."""

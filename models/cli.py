@@ -65,7 +65,8 @@ def report_cmd(
     skip_export: bool = typer.Option(False, "--skip-export", help="measure torch fp32 only (no ONNX build, no int8 decision)"),
     config: Optional[Path] = ConfigOpt,
 ) -> None:
-    """Re-measure an artifact on the dev split; rewrite its metrics.json and MODEL_CARD.md.
+    """Re-measure an artifact on its dev and test splits, refit its calibration on dev; rewrite its
+    metrics.json, calibration.json and MODEL_CARD.md.
 
     Uses the settings' model.data_dir, build_dir and max_length; builds the ONNX files if needed.
     """
@@ -149,9 +150,12 @@ def register(app: typer.Typer) -> None:
                                                           "teach both heads of every row (distillation)"),
         temperature: float = typer.Option(2.0, min=0.1, help="distillation temperature"),
         distill_weight: float = typer.Option(1.0, min=0.0, help="weight of the teacher's soft loss"),
+        test_fraction: float = typer.Option(0.1, min=0.0, max=0.5, help="share of each file held out for the "
+                                            "final report only (stratified; 0 = none)"),
         config: Optional[Path] = ConfigOpt,
     ) -> None:
-        """Fine-tune the two-head classifier on the financial-tweets data (dev split = 10%, stratified)."""
+        """Fine-tune the two-head classifier on the financial-tweets data (test and dev splits = 10% each,
+        stratified; the dev split stops training, the test split is only reported)."""
         from models.train import TrainConfig, train
 
         s = _settings(config).model
@@ -162,7 +166,7 @@ def register(app: typer.Typer) -> None:
         cfg = TrainConfig(seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, mode=mode,
                           train_max_length=train_max_length, patience=patience, max_steps=max_steps,
                           limit_train=limit_train, layers=layers, teacher=str(teacher) if teacher else "",
-                          temperature=temperature, distill_weight=distill_weight)
+                          temperature=temperature, distill_weight=distill_weight, test_fraction=test_fraction)
         command = "marketpulse " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         t0 = time.time()
         train(s.data_dir, out, version, cfg, command)
@@ -170,9 +174,11 @@ def register(app: typer.Typer) -> None:
 
         metrics = finalize(out, s.data_dir, s.build_dir, s.max_length, run_export=not skip_export)
         typer.echo(f"artifact: {out}  ({time.time() - t0:.0f}s)")
-        for task in ("sentiment", "topic"):
-            m = metrics["torch_fp32"][task]
-            typer.echo(f"  {task:9s} acc={m['accuracy']:.4f} macro-F1={m['macro_f1']:.4f} weighted-F1={m['weighted_f1']:.4f}")
+        for split, m in (("dev", metrics["torch_fp32"]), ("test", metrics.get("test", {}).get("torch_fp32"))):
+            for task in ("sentiment", "topic") if m else ():
+                t = m[task]
+                typer.echo(f"  {split:4s} {task:9s} acc={t['accuracy']:.4f} macro-F1={t['macro_f1']:.4f} "
+                           f"weighted-F1={t['weighted_f1']:.4f}")
         if promote:
             dest = Path(s.artifact_dir)
             if dest.resolve() != out.resolve():

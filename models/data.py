@@ -1,4 +1,7 @@
-"""Training data: the two labelled tweet files, label maps, stratified dev split, batching.
+"""Training data: the two labelled tweet files, label maps, stratified test and dev splits, batching.
+
+The test split is carved first and only read by the final report: no training decision (early
+stopping, int8, calibration) looks at it. The dev split chooses all of those.
 
 Each example carries the label of exactly one task (sentiment or topic); the other is -100 so the
 loss can mask it (see ``network.multitask_loss``).
@@ -84,24 +87,50 @@ class Splits:
     train: list[Example]
     dev_sentiment: list[Example]
     dev_topic: list[Example]
+    test_sentiment: list[Example]
+    test_topic: list[Example]
 
 
-def load_splits(data_dir: Path, dev_fraction: float = 0.1, seed: int = 13) -> Splits:
+def three_way_split(labels: list[str], dev_fraction: float, test_fraction: float, seed: int
+                    ) -> tuple[list[int], list[int], list[int]]:
+    """Indices (train, dev, test), each stratified; both fractions are of the whole file. With
+    ``test_fraction`` 0 the (train, dev) split is exactly ``stratified_split``'s, so artifacts
+    trained before test splits existed keep their dev rows."""
+    if not test_fraction:
+        train, dev = stratified_split(labels, dev_fraction, seed)
+        return train, dev, []
+    if not 0 < dev_fraction + test_fraction < 1:
+        raise ValueError("dev_fraction + test_fraction must be below 1")
+    rest, test = stratified_split(labels, test_fraction, seed)
+    # a seed of its own, so the dev rows are not the same shuffle positions as the test rows
+    tr, dv = stratified_split([labels[i] for i in rest], dev_fraction / (1 - test_fraction), seed + 1)
+    return sorted(rest[i] for i in tr), sorted(rest[i] for i in dv), test
+
+
+def load_splits(data_dir: Path, dev_fraction: float = 0.1, seed: int = 13, test_fraction: float = 0.0) -> Splits:
     sent = read_labelled_csv(Path(data_dir) / SENTIMENT_FILE)
     top = read_labelled_csv(Path(data_dir) / TOPIC_FILE)
     maps = build_label_maps([l for _, l in sent], [l for _, l in top])
     s_id = {l: i for i, l in enumerate(maps.sentiment)}
     t_id = {l: i for i, l in enumerate(maps.topic)}
-    s_tr, s_dev = stratified_split([l for _, l in sent], dev_fraction, seed)
-    t_tr, t_dev = stratified_split([l for _, l in top], dev_fraction, seed)
-    train = [Example(sent[i][0], sentiment=s_id[sent[i][1]]) for i in s_tr]
-    train += [Example(top[i][0], topic=t_id[top[i][1]]) for i in t_tr]
-    return Splits(
-        labels=maps,
-        train=train,
-        dev_sentiment=[Example(sent[i][0], sentiment=s_id[sent[i][1]]) for i in s_dev],
-        dev_topic=[Example(top[i][0], topic=t_id[top[i][1]]) for i in t_dev],
-    )
+    s_tr, s_dev, s_test = three_way_split([l for _, l in sent], dev_fraction, test_fraction, seed)
+    t_tr, t_dev, t_test = three_way_split([l for _, l in top], dev_fraction, test_fraction, seed)
+
+    def sentiment(rows):
+        return [Example(sent[i][0], sentiment=s_id[sent[i][1]]) for i in rows]
+
+    def topic(rows):
+        return [Example(top[i][0], topic=t_id[top[i][1]]) for i in rows]
+
+    return Splits(labels=maps, train=sentiment(s_tr) + topic(t_tr),
+                  dev_sentiment=sentiment(s_dev), dev_topic=topic(t_dev),
+                  test_sentiment=sentiment(s_test), test_topic=topic(t_test))
+
+
+def artifact_splits(data_dir: Path, training_config: dict) -> Splits:
+    """The splits an artifact was trained with (``training.json``'s ``config``)."""
+    return load_splits(data_dir, training_config["dev_fraction"], training_config["seed"],
+                       training_config.get("test_fraction", 0.0))
 
 
 def class_weights(labels: list[int], n_classes: int, power: float = 0.5) -> np.ndarray:

@@ -18,7 +18,7 @@ import torch
 from models.artifact import new_model, save_artifact
 from models.base import BASE_MODEL_NAME, BASE_MODEL_PACKAGE, load_tokenizer
 from models.batching import run_batched, softmax, tokenize
-from models.data import IGNORE, class_weights, length_grouped_batches, load_splits, pad_batch
+from models.data import class_weights, length_grouped_batches, load_splits, pad_batch
 from models.evaluate import evaluate, selection_score
 from models.machine import cpu_name
 from models.network import LoraConfig, multitask_loss, trainable_state
@@ -37,6 +37,7 @@ class TrainConfig:
     warmup_fraction: float = 0.06
     train_max_length: int = 96
     dev_fraction: float = 0.1
+    test_fraction: float = 0.1  # held out for the final report only (models.data)
     evals_per_epoch: int = 2
     patience: int = 2
     max_steps: int = 0  # >0: stop after this many steps (timing runs, smoke tests)
@@ -78,7 +79,7 @@ def train(data_dir: Path, out_dir: Path, version: str, cfg: TrainConfig, command
     t_start = time.time()
     torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
-    splits = load_splits(data_dir, cfg.dev_fraction, cfg.seed)
+    splits = load_splits(data_dir, cfg.dev_fraction, cfg.seed, cfg.test_fraction)
     train_rows = splits.train
     if cfg.limit_train:
         train_rows = random.Random(cfg.seed).sample(train_rows, min(cfg.limit_train, len(train_rows)))
@@ -198,6 +199,7 @@ def train(data_dir: Path, out_dir: Path, version: str, cfg: TrainConfig, command
         "command": command,
         "train_rows": len(train_rows),
         "dev_rows": {"sentiment": len(splits.dev_sentiment), "topic": len(splits.dev_topic)},
+        "test_rows": {"sentiment": len(splits.test_sentiment), "topic": len(splits.test_topic)},
         "best_step": best_step,
         "steps_run": step,
         "steps_per_epoch": steps_per_epoch,

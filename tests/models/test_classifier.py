@@ -384,7 +384,7 @@ def test_passes_side_by_side_give_the_predictions_of_one_pass_at_a_time(model_se
     assert side._backend.pool is not None
     one_at_a_time = Classifier(OnnxBackend(side._backend.model_path, "onnx-int8", 2, side_by_side=False),
                                side.tokenizer, side.labels, side.model_version, side.max_length, side.batch_size,
-                               side.max_tokens)
+                               side.max_tokens, side.temperatures)
     texts = TEXTS * 3  # several passes per call
     a, b = side.predict(texts), one_at_a_time.predict(texts)
     assert [(p.sentiment, p.topic) for p in a] == [(p.sentiment, p.topic) for p in b]

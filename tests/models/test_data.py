@@ -1,4 +1,4 @@
-"""Training data: label maps, stratified dev split, class weights, batching."""
+"""Training data: label maps, stratified test and dev splits, class weights, batching."""
 from __future__ import annotations
 
 from collections import Counter
@@ -15,6 +15,7 @@ from models.data import (
     load_splits,
     pad_batch,
     stratified_split,
+    three_way_split,
 )
 
 
@@ -102,3 +103,37 @@ def test_pad_batch_pads_to_longest_row():
     ids, mask = pad_batch([[101, 5, 102], [101, 102]])
     assert ids.tolist() == [[101, 5, 102], [101, 102, 0]]
     assert mask.tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
+def test_three_way_split_is_a_stratified_partition_with_both_fractions_of_the_whole():
+    labels = _labels()
+    train, dev, test = three_way_split(labels, 0.1, 0.1, seed=7)
+    assert sorted(train + dev + test) == list(range(len(labels)))
+    assert not set(train) & set(dev) and not set(train) & set(test) and not set(dev) & set(test)
+    for part in (dev, test):
+        counts = Counter(labels[i] for i in part)
+        assert counts["a"] == 70 and counts["b"] == 25 and counts["c"] in (4, 5) and counts["d"] == 1
+
+
+def test_without_a_test_fraction_the_dev_split_is_the_one_older_artifacts_were_trained_with():
+    labels = _labels()
+    train, dev, test = three_way_split(labels, 0.1, 0.0, seed=7)
+    assert (train, dev) == stratified_split(labels, 0.1, seed=7) and test == []
+
+
+def test_three_way_split_refuses_fractions_that_leave_nothing_to_train_on():
+    with pytest.raises(ValueError, match="below 1"):
+        three_way_split(_labels(), 0.5, 0.5, seed=7)
+
+
+def test_load_splits_holds_out_test_rows_of_both_tasks(tmp_path):
+    (tmp_path / "sentiment_train.csv").write_text(
+        "text,label\n" + "".join(f"s{i},{SENTIMENT_LABELS[i % 3]}\n" for i in range(60)))
+    (tmp_path / "topic_train.csv").write_text("text,label\n" + "".join(f"t{i},T{i % 2}\n" for i in range(40)))
+    sp = load_splits(tmp_path, 0.1, seed=3, test_fraction=0.2)
+    assert (len(sp.test_sentiment), len(sp.test_topic)) == (12, 8)
+    assert (len(sp.dev_sentiment), len(sp.dev_topic)) == (6, 4)
+    texts = lambda rows: {e.text for e in rows}  # noqa: E731
+    held_out = texts(sp.test_sentiment + sp.test_topic)
+    assert not held_out & texts(sp.train) and not held_out & texts(sp.dev_sentiment + sp.dev_topic)
+    assert len(sp.train) == 100 - 12 - 8 - 6 - 4
