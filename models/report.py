@@ -25,16 +25,17 @@ INT8_TOLERANCE = 0.01
 TARGETS = {"sentiment_weighted_f1": 0.90, "topic_accuracy": 0.91, "negative_f1": 0.85}
 PICTURE_FILE = "confusion_matrices.png"
 BACKEND_KEYS = {"torch": "torch_fp32", "onnx": "onnx_fp32", "onnx-int8": "onnx_int8"}
+HEADS = ("sentiment", "topic")
 
 
 def _summary(m: dict) -> dict:
-    return {task: {k: m[task][k] for k in ("accuracy", "macro_f1", "weighted_f1")} for task in ("sentiment", "topic")}
+    return {task: {k: m[task][k] for k in ("accuracy", "macro_f1", "weighted_f1")} for task in HEADS}
 
 
 def int8_decision(fp32: dict, int8: dict, tol: float = INT8_TOLERANCE) -> dict:
     """int8 is accepted when, for both heads, accuracy and weighted-F1 drop by at most ``tol``."""
     drops = {f"{task}_{k}": round(fp32[task][k] - int8[task][k], 4)
-             for task in ("sentiment", "topic") for k in ("accuracy", "weighted_f1")}
+             for task in HEADS for k in ("accuracy", "weighted_f1")}
     return {"accepted": all(d <= tol for d in drops.values()), "tolerance": tol, "drop_vs_fp32": drops}
 
 
@@ -44,19 +45,18 @@ def target_check(m: dict) -> dict:
     return {k: {"target": TARGETS[k], "value": v, "met": v >= TARGETS[k]} for k, v in got.items()}
 
 
-def calibrate(probs: dict, splits) -> dict:
+def calibrate(probs: dict, truth: dict) -> dict:
     """Temperatures fitted on the torch fp32 dev probabilities (one per head), and the expected
-    calibration error before and after, per backend and split."""
-    y = {"dev": ([e.sentiment for e in splits.dev_sentiment], [e.topic for e in splits.dev_topic]),
-         "test": ([e.sentiment for e in splits.test_sentiment], [e.topic for e in splits.test_topic])}
-    temps = [fit_temperature(probs["torch"]["dev"][h], y["dev"][h]) for h in (0, 1)]
+    calibration error before and after, per backend and split. ``probs[backend][split]`` and
+    ``truth[split]`` are (sentiment, topic) pairs."""
+    temps = [fit_temperature(probs["torch"]["dev"][h], truth["dev"][h]) for h in (0, 1)]
     ece: dict = {}
     for name, by_split in probs.items():
         for split, p in by_split.items():
             ece.setdefault(BACKEND_KEYS[name], {})[split] = {
-                head: {"before": expected_calibration_error(p[h], y[split][h]),
-                       "after": expected_calibration_error(scale(p[h], temps[h]), y[split][h])}
-                for h, head in enumerate(("sentiment", "topic"))}
+                head: {"before": expected_calibration_error(p[h], truth[split][h]),
+                       "after": expected_calibration_error(scale(p[h], temps[h]), truth[split][h])}
+                for h, head in enumerate(HEADS)}
     return {"sentiment": temps[0], "topic": temps[1],
             "fitted_on": "dev split, torch fp32 probabilities, minimum negative log-likelihood",
             "ece_bins": ECE_BINS, "ece": ece}
@@ -85,6 +85,7 @@ def finalize(artifact_dir: Path, data_dir: Path, build_dir: Path, max_length: in
         timings[name] = round(time.time() - t0, 1)
     results = {name: {split: metrics_from_probs(p, *rows[split], splits.labels) for split, p in by_split.items()}
                for name, by_split in probs.items()}
+    truth = {split: tuple([getattr(e, head) for e in r] for head, r in zip(HEADS, pair)) for split, pair in rows.items()}
 
     fp32 = results["torch"]["dev"]
     metrics = {
@@ -107,21 +108,18 @@ def finalize(artifact_dir: Path, data_dir: Path, build_dir: Path, max_length: in
         metrics["test"] = {}
         for name in dict.fromkeys(("torch", cpu)):
             m = results[name]["test"]
-            for task, r in zip(("sentiment", "topic"), rows["test"]):
-                y = [getattr(e, task) for e in r]
-                m[task]["intervals_95"] = bootstrap_intervals(y, probs[name]["test"][0 if task == "sentiment" else 1]
-                                                              .argmax(1), m[task]["labels"])
+            for h, head in enumerate(HEADS):
+                m[head]["intervals_95"] = bootstrap_intervals(truth["test"][h], probs[name]["test"][h].argmax(1),
+                                                              m[head]["labels"])
             metrics["test"][BACKEND_KEYS[name]] = m
         metrics["cpu_model"] = BACKEND_KEYS[cpu]
         metrics["targets"] = {"on": f"test split, {BACKEND_KEYS[cpu]}", **target_check(results[cpu]["test"])}
-    else:
-        metrics["targets"] = {"on": "dev split, torch_fp32 (the artifact has no test split)", **target_check(fp32)}
-    calibration = calibrate(probs, splits) if "test" in rows else None
-    if calibration:
-        (artifact_dir / CALIBRATION_FILE).write_text(json.dumps(calibration, indent=2) + "\n")
-        metrics["calibration"] = calibration
         confusion_picture(metrics["test"][BACKEND_KEYS[cpu]], artifact_dir / PICTURE_FILE,
                           f"{cfg['version']}, {BACKEND_KEYS[cpu]}, test split")
+    else:
+        metrics["targets"] = {"on": "dev split, torch_fp32 (the artifact has no test split)", **target_check(fp32)}
+    metrics["calibration"] = calibrate(probs, truth)
+    (artifact_dir / CALIBRATION_FILE).write_text(json.dumps(metrics["calibration"], indent=2) + "\n")
     (artifact_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (artifact_dir / "MODEL_CARD.md").write_text(model_card(cfg, training, metrics))
     return metrics
@@ -135,7 +133,7 @@ def confusion_picture(m: dict, out: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(15, 7.2), gridspec_kw={"width_ratios": [1, 2.4]})
-    for ax, task in zip(axes, ("sentiment", "topic")):
+    for ax, task in zip(axes, HEADS):
         cm = np.array(m[task]["confusion_matrix"], dtype=float)
         share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
@@ -247,7 +245,7 @@ Topic F1 per class, `{cpu}`, test split (weakest first):
 def _calibration_section(metrics: dict) -> str:
     c = metrics.get("calibration")
     if not c:
-        return "## Calibration\nNone (no test split to report it on): probabilities are the raw softmax.\n"
+        return "## Calibration\nNone: probabilities are the raw softmax.\n"
     rows = [f"| {b} | {split} | {e['sentiment']['before']:.4f} | {e['sentiment']['after']:.4f} "
             f"| {e['topic']['before']:.4f} | {e['topic']['after']:.4f} |"
             for b, by_split in c["ece"].items() for split, e in by_split.items()]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.data import Example, LabelMaps, Splits
+from models.data import Example
 from models.report import TARGETS, _test_section, calibrate, target_check
 
 
@@ -24,17 +24,21 @@ def _probs(rows, task, k, rng, sharpness):
 
 def test_temperatures_are_fitted_on_dev_and_the_error_is_reported_per_backend_and_split():
     rng = np.random.default_rng(0)
-    sp = Splits(LabelMaps(("negative", "neutral", "positive"), tuple(f"T{i}" for i in range(5))), [],
-                _rows(600, 3, "sentiment", rng), _rows(600, 5, "topic", rng),
-                _rows(600, 3, "sentiment", rng), _rows(600, 5, "topic", rng))
-    probs = {"torch": {"dev": (_probs(sp.dev_sentiment, "sentiment", 3, rng, 4.0), _probs(sp.dev_topic, "topic", 5, rng, 4.0)),
-                       "test": (_probs(sp.test_sentiment, "sentiment", 3, rng, 4.0), _probs(sp.test_topic, "topic", 5, rng, 4.0))}}
-    c = calibrate(probs, sp)
+    rows = {split: (_rows(600, 3, "sentiment", rng), _rows(600, 5, "topic", rng)) for split in ("dev", "test")}
+    truth = {split: ([e.sentiment for e in s], [e.topic for e in t]) for split, (s, t) in rows.items()}
+    probs = {"torch": {split: (_probs(s, "sentiment", 3, rng, 4.0), _probs(t, "topic", 5, rng, 4.0))
+                       for split, (s, t) in rows.items()}}
+    c = calibrate(probs, truth)
     assert c["sentiment"] > 1.5 and c["topic"] > 1.5  # over-confident by construction: softened
     for split in ("dev", "test"):
         for head in ("sentiment", "topic"):
             e = c["ece"]["torch_fp32"][split][head]
             assert e["after"] < e["before"]
+
+    # the test split's labels play no part in the fit
+    shuffled = {**truth, "test": (truth["test"][0][::-1], truth["test"][1][::-1])}
+    again = calibrate(probs, shuffled)
+    assert (again["sentiment"], again["topic"]) == (c["sentiment"], c["topic"])
 
 
 def test_targets_are_met_only_at_or_above_them():
@@ -47,3 +51,29 @@ def test_targets_are_met_only_at_or_above_them():
 
 def test_an_artifact_without_a_test_split_says_so_instead_of_inventing_one():
     assert "None: this artifact was trained without a test split" in _test_section({})
+
+
+def test_a_short_training_run_reports_held_out_metrics_calibration_and_the_picture(model_settings, tmp_path):
+    import json
+
+    import pytest
+
+    from models.calibration import read_temperatures
+    from models.report import finalize
+    from models.train import TrainConfig, train
+
+    if not (model_settings.data_dir / "sentiment_train.csv").is_file():
+        pytest.skip(f"training data not found in {model_settings.data_dir}")
+    art = tmp_path / "artifact"
+    train(model_settings.data_dir, art, "report-test", TrainConfig(layers=1, limit_train=64, max_steps=2,
+                                                                   evals_per_epoch=1), "test", progress=False)
+    metrics = finalize(art, model_settings.data_dir, tmp_path / "build", run_export=False)
+    test = metrics["test"]["torch_fp32"]
+    assert test["sentiment"]["n"] == metrics["split"]["test_rows"]["sentiment"] > 0
+    lo, hi = test["topic"]["intervals_95"]["accuracy"]
+    assert lo <= test["topic"]["accuracy"] <= hi
+    assert json.loads((art / "metrics.json").read_text()) == json.loads(json.dumps(metrics))
+    assert read_temperatures(art) == (metrics["calibration"]["sentiment"], metrics["calibration"]["topic"])
+    card = (art / "MODEL_CARD.md").read_text()
+    assert "## Test metrics (held out)" in card and "Energy \\| Oil" in card
+    assert (art / "confusion_matrices.png").read_bytes()[:4] == b"\x89PNG"
