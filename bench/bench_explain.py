@@ -98,14 +98,11 @@ def verdict(methods: dict[str, dict], min_overlap: float = MIN_OVERLAP) -> dict:
 # -- texts ------------------------------------------------------------------------------------------
 
 def trained_splits(data_dir: Path, artifact_dir: Path):
-    """(the splits the artifact was trained with (training.json; the defaults without one), a phrase
-    naming its dev split)."""
-    from models.data import artifact_splits
+    """(the splits the artifact was trained with, a phrase naming its dev split)."""
+    from models.data import artifact_split_config, artifact_splits
 
-    p = Path(artifact_dir) / "training.json"
-    cfg = json.loads(p.read_text()).get("config", {}) if p.is_file() else {}
-    cfg = {"dev_fraction": 0.1, "seed": 13, "test_fraction": 0.0, **cfg}
-    return (artifact_splits(data_dir, cfg),
+    cfg = artifact_split_config(artifact_dir)
+    return (artifact_splits(data_dir, artifact_dir),
             f"dev split of {Path(data_dir).name}/ (fraction {cfg['dev_fraction']}, seed {cfg['seed']})")
 
 

@@ -245,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     base = Classifier.from_settings(ms, backend="onnx-int8", threads=threads)
     texts, source = load_texts(ms.data_dir, args.texts)
     token_ids = tokenize(base.tokenizer, texts, ms.max_length)
-    split = json.loads((ms.artifact_dir / "metrics.json").read_text())["split"]
-    splits = artifact_splits(ms.data_dir, split)
+    splits = artifact_splits(ms.data_dir, ms.artifact_dir)
     dev = {e.text for e in splits.dev_sentiment + splits.dev_topic}
     flagged = [f"1-minute load average at start {start.load_1m:.2f} > {start.limit:.2f}."] if start.busy else []
 

@@ -64,12 +64,12 @@ class Prediction:
         return d
 
 
-def int8_accepted(artifact_dir: Path) -> bool:
-    """Whether training's dev-split check kept int8 within tolerance of fp32 (see metrics.json)."""
+def int8_accepted(artifact_dir: Path) -> bool | None:
+    """Whether training's dev-split check kept int8 within tolerance of fp32 (see metrics.json);
+    None while no check has run (the report itself measures int8 before it decides)."""
     p = Path(artifact_dir) / "metrics.json"
-    if not p.is_file():
-        return False
-    return bool(json.loads(p.read_text()).get("int8", {}).get("accepted", False))
+    decision = json.loads(p.read_text()).get("int8", {}) if p.is_file() else {}
+    return bool(decision["accepted"]) if "accepted" in decision else None
 
 
 def gpu_possible() -> bool:
@@ -179,7 +179,7 @@ class Classifier:
         elif name in ("onnx", "onnx-int8"):
             from models.backends.onnx_backend import OnnxBackend
 
-            if name == "onnx-int8" and not int8_accepted(ms.artifact_dir):
+            if name == "onnx-int8" and int8_accepted(ms.artifact_dir) is False:
                 log.warning("onnx-int8 requested although it failed the dev-split accuracy check")
             impl = OnnxBackend(paths["onnx" if name == "onnx" else "int8"], name, threads)
             on_cpu = True

@@ -9,6 +9,7 @@ loss can mask it (see ``network.multitask_loss``).
 from __future__ import annotations
 
 import csv
+import json
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -107,7 +108,12 @@ def three_way_split(labels: list[str], dev_fraction: float, test_fraction: float
     return sorted(rest[i] for i in tr), sorted(rest[i] for i in dv), test
 
 
-def load_splits(data_dir: Path, dev_fraction: float = 0.1, seed: int = 13, test_fraction: float = 0.0) -> Splits:
+DEV_FRACTION = 0.1
+SPLIT_SEED = 13
+
+
+def load_splits(data_dir: Path, dev_fraction: float = DEV_FRACTION, seed: int = SPLIT_SEED,
+                test_fraction: float = 0.0) -> Splits:
     sent = read_labelled_csv(Path(data_dir) / SENTIMENT_FILE)
     top = read_labelled_csv(Path(data_dir) / TOPIC_FILE)
     maps = build_label_maps([l for _, l in sent], [l for _, l in top])
@@ -127,10 +133,18 @@ def load_splits(data_dir: Path, dev_fraction: float = 0.1, seed: int = 13, test_
                   test_sentiment=sentiment(s_test), test_topic=topic(t_test))
 
 
-def artifact_splits(data_dir: Path, training_config: dict) -> Splits:
-    """The splits an artifact was trained with (``training.json``'s ``config``)."""
-    return load_splits(data_dir, training_config["dev_fraction"], training_config["seed"],
-                       training_config.get("test_fraction", 0.0))
+def artifact_split_config(artifact_dir: Path) -> dict:
+    """The ``dev_fraction``, ``test_fraction`` and ``seed`` an artifact was trained with
+    (``training.json``); an artifact older than that file was split with ``load_splits``' defaults."""
+    p = Path(artifact_dir) / "training.json"
+    cfg = json.loads(p.read_text()).get("config", {}) if p.is_file() else {}
+    return {"dev_fraction": cfg.get("dev_fraction", DEV_FRACTION), "test_fraction": cfg.get("test_fraction", 0.0),
+            "seed": cfg.get("seed", SPLIT_SEED)}
+
+
+def artifact_splits(data_dir: Path, artifact_dir: Path) -> Splits:
+    """The splits an artifact was trained with: the same rows in train, dev and test."""
+    return load_splits(data_dir, **artifact_split_config(artifact_dir))
 
 
 def class_weights(labels: list[int], n_classes: int, power: float = 0.5) -> np.ndarray:

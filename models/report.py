@@ -16,7 +16,7 @@ import numpy as np
 
 from marketpulse.settings import ModelSettings
 from models.calibration import CALIBRATION_FILE, ECE_BINS, expected_calibration_error, fit_temperature, scale
-from models.data import artifact_splits
+from models.data import artifact_split_config, artifact_splits
 from models.evaluate import bootstrap_intervals, metrics_from_probs, split_probs
 from models.machine import cpu_name
 
@@ -68,8 +68,7 @@ def finalize(artifact_dir: Path, data_dir: Path, build_dir: Path, max_length: in
     artifact_dir = Path(artifact_dir)
     training = json.loads((artifact_dir / "training.json").read_text())
     cfg = json.loads((artifact_dir / "config.json").read_text())
-    tc = training["config"]
-    splits = artifact_splits(data_dir, tc)
+    splits = artifact_splits(data_dir, artifact_dir)
     rows = {"dev": (splits.dev_sentiment, splits.dev_topic)}
     if splits.test_sentiment:
         rows["test"] = (splits.test_sentiment, splits.test_topic)
@@ -90,8 +89,7 @@ def finalize(artifact_dir: Path, data_dir: Path, build_dir: Path, max_length: in
     fp32 = results["torch"]["dev"]
     metrics = {
         "version": cfg["version"],
-        "split": {"dev_fraction": tc["dev_fraction"], "test_fraction": tc.get("test_fraction", 0.0),
-                  "seed": tc["seed"], "stratified": True, "dev_rows": training["dev_rows"],
+        "split": {**artifact_split_config(artifact_dir), "stratified": True, "dev_rows": training["dev_rows"],
                   "test_rows": training.get("test_rows"), "train_rows": training["train_rows"]},
         "max_length": max_length,
         "torch_fp32": fp32,

@@ -18,7 +18,7 @@ import torch
 from models.artifact import new_model, save_artifact
 from models.base import BASE_MODEL_NAME, BASE_MODEL_PACKAGE, load_tokenizer
 from models.batching import run_batched, softmax, tokenize
-from models.data import class_weights, length_grouped_batches, load_splits, pad_batch
+from models.data import DEV_FRACTION, SPLIT_SEED, class_weights, length_grouped_batches, load_splits, pad_batch
 from models.evaluate import evaluate, selection_score
 from models.machine import cpu_name
 from models.network import LoraConfig, multitask_loss, trainable_state
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainConfig:
-    seed: int = 13
+    seed: int = SPLIT_SEED
     epochs: int = 3
     batch_size: int = 32
     lr: float = 1e-3
@@ -36,7 +36,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_fraction: float = 0.06
     train_max_length: int = 96
-    dev_fraction: float = 0.1
+    dev_fraction: float = DEV_FRACTION
     test_fraction: float = 0.1  # held out for the final report only (models.data)
     evals_per_epoch: int = 2
     patience: int = 2

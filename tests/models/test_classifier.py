@@ -283,6 +283,20 @@ def test_unknown_backend_is_rejected(model_settings):
         Classifier.from_settings(model_settings, backend="tpu")
 
 
+def test_the_int8_decision_is_unknown_until_the_report_has_made_it(tmp_path):
+    """The report measures int8 before it decides; until then asking for int8 is no warning sign."""
+    import json
+
+    from models.classifier import int8_accepted
+
+    assert int8_accepted(tmp_path) is None
+    (tmp_path / "metrics.json").write_text(json.dumps({"version": "x"}))
+    assert int8_accepted(tmp_path) is None
+    for accepted in (False, True):
+        (tmp_path / "metrics.json").write_text(json.dumps({"int8": {"accepted": accepted}}))
+        assert int8_accepted(tmp_path) is accepted
+
+
 def test_auto_backend_follows_the_int8_decision(model_settings):
     from models.backends.tensorrt_backend import availability
     from models.classifier import auto_backend, int8_accepted

@@ -46,7 +46,7 @@ def test_dev_metrics_reproduce(model_settings, metrics, onnx_clf):
 
     if not (model_settings.data_dir / "sentiment_train.csv").is_file():
         pytest.skip(f"training data not present at {model_settings.data_dir}")
-    sp = artifact_splits(model_settings.data_dir, metrics["split"])
+    sp = artifact_splits(model_settings.data_dir, model_settings.artifact_dir)
     got = evaluate(onnx_clf.predict_proba, sp.dev_sentiment, sp.dev_topic, sp.labels)
     for task in ("sentiment", "topic"):
         assert got[task]["n"] == metrics["torch_fp32"][task]["n"]
@@ -59,7 +59,7 @@ def test_the_test_split_was_held_out_and_its_metrics_reproduce_with_the_cpu_mode
 
     if not (model_settings.data_dir / "sentiment_train.csv").is_file():
         pytest.skip(f"training data not present at {model_settings.data_dir}")
-    sp = artifact_splits(model_settings.data_dir, metrics["split"])
+    sp = artifact_splits(model_settings.data_dir, model_settings.artifact_dir)
     test_rows = sp.test_sentiment + sp.test_topic
     assert len(sp.test_sentiment) == metrics["split"]["test_rows"]["sentiment"] > 0
     # a test text also seen in training can only be one the data itself repeats (in either file)
