@@ -135,6 +135,22 @@ SETTINGS = {
     "<= 1,024 tokens per pass, passes side by side": (64, 1024, False, True),
     "<= 512 tokens per pass, passes side by side (shipped)": (64, 512, False, True),
 }
+SETTINGS_SHIPPED = f"{SHIPPED_INT8}, <= 512 tokens per pass, passes side by side"
+
+
+def student_step(ms, artifact: Path, threads: int, log):
+    """(step name, classifier) for a student artifact run as the shipped CPU model runs. Its dev
+    split must be the reference's, else the accuracy columns would compare different rows."""
+    from models.classifier import Classifier
+    from models.data import artifact_split_config
+
+    if artifact_split_config(artifact) != artifact_split_config(ms.artifact_dir):
+        raise SystemExit(f"{artifact} was trained on another split than {ms.artifact_dir}: its dev accuracy "
+                         "would not be comparable")
+    sms = ms.model_copy(update={"artifact_dir": Path(artifact)})
+    clf = Classifier.from_settings(sms, backend="onnx-int8", threads=threads)
+    layers = json.loads((Path(artifact) / "config.json").read_text()).get("layers") or "all"
+    return f"{layers}-layer student `{clf.model_version}`, {SETTINGS_SHIPPED}", clf
 
 
 # -- measures ---------------------------------------------------------------------------------------
@@ -218,6 +234,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", type=Path)
     p.add_argument("--no-docs", action="store_true")
     p.add_argument("--config", type=Path)
+    p.add_argument("--student", type=Path, action="append", default=[], metavar="ARTIFACT",
+                   help="also measure this artifact (a student distilled from the configured one, trained on the "
+                        "same split) with the shipped int8 graph and run setting; repeatable")
     return p.parse_args(argv)
 
 
@@ -238,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.batching import sorted_batches, tokenize
     from models.build import ensure_built
     from models.classifier import Classifier
-    from models.data import artifact_splits
+    from models.data import artifact_split_config, artifact_splits
 
     ms = (Settings.load(args.config) if args.config else Settings()).model.model_copy(update={"device": "cpu"})
     paths = ensure_built(ms, log=log)
@@ -273,6 +292,14 @@ def main(argv: list[str] | None = None) -> int:
             steps[key] = {"graph": SHIPPED_INT8, "rows_per_pass": rows, "tokens_per_pass": tokens, "spinning": spin,
                           "side_by_side": side}
 
+        for student in args.student:
+            key, clfs[key] = student_step(ms, student, threads, log)
+            steps[key] = {"graph": SHIPPED_INT8, "artifact": str(student), "accuracy": accuracy(clfs[key], splits),
+                          "rows_per_pass": clfs[key].batch_size, "tokens_per_pass": clfs[key].max_tokens,
+                          "side_by_side": True}
+            steps[key]["keeps_accuracy"] = keeps_accuracy(steps[key]["accuracy"], ref)
+            log(f"{key}: dev accuracy {steps[key]['accuracy']}")
+
         for clf in clfs.values():  # warm-up: every shape the timed passes will see
             for i in range(0, len(texts), CALL):
                 clf.predict(texts[i : i + CALL])
@@ -302,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
                  "other_cores_mean": round(statistics.mean(others), 2) if others else None},
         "texts": {"source": source, "count": len(texts), "tokens_mean": round(statistics.mean(lengths), 1),
                   "tokens_p95": lengths[int(0.95 * (len(lengths) - 1))], "per_call": CALL},
-        "dev_split": {"sentiment": len(splits.dev_sentiment), "topic": len(splits.dev_topic), **split},
+        "dev_split": {"sentiment": len(splits.dev_sentiment), "topic": len(splits.dev_topic),
+                      **artifact_split_config(ms.artifact_dir)},
         "max_accuracy_change": MAX_DELTA, "repeats": args.repeats,
         "steps": steps, "tokenization": summarize(timed["tokenization"].runs),
         "fastest_keeping_accuracy": fastest, "op_profile": profiles, "flagged": flagged,

@@ -272,7 +272,8 @@ def model_card(cfg: dict, training: dict, metrics: dict) -> str:
     test_rows = training.get("test_rows")
     split_txt = (f"Test split: stratified per label, {tc['test_fraction']:.0%} of each file, carved first "
                  f"({test_rows['sentiment']} sentiment rows, {test_rows['topic']} topic rows). " if test_rows else "")
-    distilled = (f"- Distilled from `{cfg['distilled_from']}`: its logits on every training row teach both heads "
+    teacher = cfg.get("teacher_version") or cfg.get("distilled_from")
+    distilled = (f"- Distilled from `{teacher}`: its logits on every training row teach both heads "
                  f"(temperature {tc['temperature']}, soft-loss weight {tc['distill_weight']}, next to the hard labels); "
                  "the student started from its matching weights.\n" if cfg.get("distilled_from") else "")
     return f"""# Model card: {cfg['version']}

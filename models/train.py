@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.artifact import new_model, save_artifact
+from models.artifact import new_model, read_config, save_artifact
 from models.base import BASE_MODEL_NAME, BASE_MODEL_PACKAGE, load_tokenizer
 from models.batching import run_batched, softmax, tokenize
 from models.data import DEV_FRACTION, SPLIT_SEED, class_weights, length_grouped_batches, load_splits, pad_batch
@@ -190,6 +190,8 @@ def train(data_dir: Path, out_dir: Path, version: str, cfg: TrainConfig, command
         "lora": {**asdict(lora), "targets": list(lora.targets)} if lora else None,
         "layers": cfg.layers or None,
         "distilled_from": cfg.teacher or None,
+        # the path may later hold another model (``default`` is promoted over); the version names it
+        "teacher_version": read_config(Path(cfg.teacher))["version"] if cfg.teacher else None,
         "train_max_length": cfg.train_max_length,
         "created_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }

@@ -61,6 +61,7 @@ def test_a_short_distillation_run_writes_a_student_artifact_that_loads_with_its_
     assert training["steps_run"] == 2
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["layers"] == 1 and config["distilled_from"] == str(default_artifact)
+    assert config["teacher_version"] == json.loads((default_artifact / "config.json").read_text())["version"]
     model, _, _ = load_merged_model(tmp_path)
     assert len(model.encoder.encoder.layer) == 1
     ids = torch.tensor([[101, 7592, 102]])
