@@ -19,12 +19,14 @@ Each step is one ONNX graph or one run setting, on the committed artifact's merg
   the stream worker, Kafka and Elasticsearch); and whole passes side by side, one thread each
   (``models.backends.onnx_backend.OnnxBackend``), instead of one pass at a time with every thread
   sharing each operator, at 1,024 and at 512 padded tokens per pass (the shipped CPU default,
-  ``models.classifier.CPU_TOKENS_PER_PASS``).
+  ``models.classifier.CPU_TOKENS_PER_PASS``);
+* ``--student ARTIFACT`` (repeatable): a student distilled from the configured artifact, on the
+  same dev rows, its shipped int8 graph in the shipped run setting.
 
 Measured in one run, on the same texts:
 
 * speed: texts/s through ``Classifier.predict`` (tokenization, both heads, softmax, predictions),
-  64 texts per call, ``--texts`` real tweets (bench_models' sample), median of ``--repeats`` passes
+  64 texts per call, ``--texts`` real tweets cleaned as the worker cleans them (bench_models' sample), median of ``--repeats`` passes
   interleaved across the steps, a pass disturbed by other processes timed again (bench_models'
   ``interleaved``); tokenization alone beside it, the ceiling of any model stage here;
 * accuracy: the dev split the artifact was trained with (``models.data.artifact_splits``; rows training
@@ -258,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     from models.build import ensure_built
     from models.classifier import Classifier
     from models.data import artifact_split_config, artifact_splits
+    from models.io import model_input
 
     ms = (Settings.load(args.config) if args.config else Settings()).model.model_copy(update={"device": "cpu"})
     paths = ensure_built(ms, log=log)
@@ -265,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     texts, source = load_texts(ms.data_dir, args.texts)
     token_ids = tokenize(base.tokenizer, texts, ms.max_length)
     splits = artifact_splits(ms.data_dir, ms.artifact_dir)
-    dev = {e.text for e in splits.dev_sentiment + splits.dev_topic}
+    dev = {model_input(e.text) for e in splits.dev_sentiment + splits.dev_topic}  # as load_texts gives them
     flagged = [f"1-minute load average at start {start.load_1m:.2f} > {start.limit:.2f}."] if start.busy else []
 
     with tempfile.TemporaryDirectory(prefix="model-steps-") as d:

@@ -142,7 +142,9 @@ def register(app: typer.Typer) -> None:
         max_steps: int = typer.Option(0, min=0, help="stop after N steps (0 = no cap); for timing runs"),
         limit_train: int = typer.Option(0, min=0, help="use only N training rows (0 = all); for smoke runs"),
         output_dir: Optional[Path] = typer.Option(None, help="override the output directory"),
-        promote: bool = typer.Option(False, "--promote", help="also copy the result to the settings' artifact_dir"),
+        promote: bool = typer.Option(False, "--promote", help="also copy the result to the settings' artifact_dir, "
+                                     "unless its CPU model's dev accuracy falls more than 0.01 below the one there"),
+        force_promote: bool = typer.Option(False, "--force-promote", help="--promote even when it falls further"),
         skip_export: bool = typer.Option(False, help="skip ONNX export + int8 check after training"),
         layers: int = typer.Option(0, min=0, help="keep only the base's first N transformer layers (0 = all): "
                                                   "a faster student, best with --teacher"),
@@ -179,8 +181,15 @@ def register(app: typer.Typer) -> None:
                 t = m[task]
                 typer.echo(f"  {split:4s} {task:9s} acc={t['accuracy']:.4f} macro-F1={t['macro_f1']:.4f} "
                            f"weighted-F1={t['weighted_f1']:.4f}")
-        if promote:
+        if promote or force_promote:
+            from models.report import promotion_check
+
             dest = Path(s.artifact_dir)
+            ok, why = promotion_check(metrics, dest)
+            typer.echo(f"promotion: {why}")
+            if not ok and not force_promote:
+                typer.echo(f"not promoted: {out} stays where it is (--force-promote copies it anyway)", err=True)
+                raise typer.Exit(1)
             if dest.resolve() != out.resolve():
                 if dest.exists():
                     shutil.rmtree(dest)

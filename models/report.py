@@ -39,6 +39,32 @@ def int8_decision(fp32: dict, int8: dict, tol: float = INT8_TOLERANCE) -> dict:
     return {"accepted": all(d <= tol for d in drops.values()), "tolerance": tol, "drop_vs_fp32": drops}
 
 
+def cpu_dev_summary(metrics: dict) -> dict:
+    """Dev accuracy/F1 of the model the CPU runs: int8 where it was accepted, else fp32."""
+    if metrics.get("int8", {}).get("accepted"):
+        return metrics["onnx_int8"]
+    return metrics.get("onnx_fp32") or _summary(metrics["torch_fp32"])
+
+
+def promotion_check(new: dict, old_dir: Path, tol: float = INT8_TOLERANCE) -> tuple[bool, str]:
+    """(whether an artifact with metrics ``new`` may replace the one in ``old_dir``, why): the CPU
+    model's dev accuracy of neither head more than ``tol`` below the old one's. Only comparable on the
+    same dev rows; without them (nothing there yet, or another split) it may, and the reason says so."""
+    p = Path(old_dir) / "metrics.json"
+    if not p.is_file():
+        return True, f"nothing at {old_dir} to compare with"
+    old = json.loads(p.read_text())
+    same_rows = ("dev_fraction", "test_fraction", "seed", "dev_rows")
+    if any(new["split"].get(k) != old.get("split", {}).get(k) for k in same_rows):
+        return True, f"{old.get('version')} was trained on another split, so dev accuracies are not comparable"
+    a, b = cpu_dev_summary(new), cpu_dev_summary(old)
+    drops = {h: round(b[h]["accuracy"] - a[h]["accuracy"], 4) for h in HEADS}
+    ok = all(d <= tol for d in drops.values())
+    said = ", ".join(f"{h} {a[h]['accuracy']:.4f} vs {b[h]['accuracy']:.4f}" for h in HEADS)
+    return ok, (f"dev accuracy of the CPU model, {new['version']} vs {old.get('version')}: {said} "
+                f"({'within' if ok else 'more than'} {tol} below)")
+
+
 def target_check(m: dict) -> dict:
     got = {"sentiment_weighted_f1": m["sentiment"]["weighted_f1"], "topic_accuracy": m["topic"]["accuracy"],
            "negative_f1": m["sentiment"]["per_class_f1"]["negative"]}

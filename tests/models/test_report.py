@@ -77,3 +77,29 @@ def test_a_short_training_run_reports_held_out_metrics_calibration_and_the_pictu
     card = (art / "MODEL_CARD.md").read_text()
     assert "## Test metrics (held out)" in card and "Energy \\| Oil" in card
     assert (art / "confusion_matrices.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_promotion_replaces_a_model_only_if_neither_head_loses_more_than_001_dev_accuracy(model_settings, tmp_path):
+    import copy
+    import json
+
+    from models.report import promotion_check
+
+    shipped = json.loads((model_settings.artifact_dir / "metrics.json").read_text())
+    key = "onnx_int8" if shipped["int8"]["accepted"] else "onnx_fp32"
+
+    def candidate(topic_drop=0.0, **split):
+        m = copy.deepcopy(shipped)
+        m["version"] = "candidate"
+        m[key]["topic"]["accuracy"] -= topic_drop
+        m["split"].update(split)
+        return m
+
+    assert promotion_check(candidate(), model_settings.artifact_dir)[0]
+    assert promotion_check(candidate(0.009), model_settings.artifact_dir)[0]
+    ok, why = promotion_check(candidate(0.011), model_settings.artifact_dir)
+    assert not ok and "candidate vs " + shipped["version"] in why
+    # other dev rows: the accuracies say nothing about each other, so the check does not stand in the way
+    ok, why = promotion_check(candidate(0.05, seed=shipped["split"]["seed"] + 1), model_settings.artifact_dir)
+    assert ok and "another split" in why
+    assert promotion_check(candidate(0.05), tmp_path) == (True, f"nothing at {tmp_path} to compare with")
