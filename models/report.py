@@ -193,10 +193,10 @@ def _tuning(cfg: dict) -> str:
                 "feed-forward Linear layer, plus the LayerNorms and the two heads; embeddings and base dense "
                 "weights frozen. The artifact stores only these trained tensors in fp16; `python -m models.build` "
                 "folds them into fp32 weights and exports ONNX fp32/int8.")
-    return ("all weights except the word-embedding table (11.7M of 22.7M parameters, kept at the base "
+    return ("all weights except the word-embedding table (its 11.7M parameters stay at the base "
             "values). The artifact stores each fine-tuned matrix as an int8 difference from the base weight "
             "(one scale per row; error below fp16 rounding of the weight) and the small tensors in fp16, "
-            "about 11 MB; `python -m models.build` rebuilds the fp32 model over the base weights and exports "
+            "about 11 MB for six layers; `python -m models.build` rebuilds the fp32 model over the base weights and exports "
             "ONNX fp32/int8.")
 
 

@@ -8,7 +8,6 @@ reused for every batch.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from pathlib import Path
