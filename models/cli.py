@@ -154,6 +154,8 @@ def register(app: typer.Typer) -> None:
         distill_weight: float = typer.Option(1.0, min=0.0, help="weight of the teacher's soft loss"),
         test_fraction: float = typer.Option(0.1, min=0.0, max=0.5, help="share of each file held out for the "
                                             "final report only (stratified; 0 = none)"),
+        clean_text: bool = typer.Option(True, "--clean-text/--raw-text", help="train and measure on texts cleaned "
+                                        "as the worker cleans them (URLs and markup out), or as they are in the files"),
         config: Optional[Path] = ConfigOpt,
     ) -> None:
         """Fine-tune the two-head classifier on the financial-tweets data (test and dev splits = 10% each,
@@ -168,7 +170,8 @@ def register(app: typer.Typer) -> None:
         cfg = TrainConfig(seed=seed, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr, mode=mode,
                           train_max_length=train_max_length, patience=patience, max_steps=max_steps,
                           limit_train=limit_train, layers=layers, teacher=str(teacher) if teacher else "",
-                          temperature=temperature, distill_weight=distill_weight, test_fraction=test_fraction)
+                          temperature=temperature, distill_weight=distill_weight, test_fraction=test_fraction,
+                          clean_text=clean_text)
         command = "marketpulse " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         t0 = time.time()
         train(s.data_dir, out, version, cfg, command)

@@ -113,7 +113,12 @@ SPLIT_SEED = 13
 
 
 def load_splits(data_dir: Path, dev_fraction: float = DEV_FRACTION, seed: int = SPLIT_SEED,
-                test_fraction: float = 0.0) -> Splits:
+                test_fraction: float = 0.0, clean_text: bool = False) -> Splits:
+    """The three splits. ``clean_text``: every text as the worker and ``classify`` clean it before the
+    model sees it (``models.io.model_input``: markup, entities and URLs out), so a model trains and is
+    measured on what it will be served; a row with nothing left is dropped, as the worker
+    dead-letters such an event. The rows of each split are chosen before cleaning, so they are the
+    same rows either way."""
     sent = read_labelled_csv(Path(data_dir) / SENTIMENT_FILE)
     top = read_labelled_csv(Path(data_dir) / TOPIC_FILE)
     maps = build_label_maps([l for _, l in sent], [l for _, l in top])
@@ -122,11 +127,17 @@ def load_splits(data_dir: Path, dev_fraction: float = DEV_FRACTION, seed: int = 
     s_tr, s_dev, s_test = three_way_split([l for _, l in sent], dev_fraction, test_fraction, seed)
     t_tr, t_dev, t_test = three_way_split([l for _, l in top], dev_fraction, test_fraction, seed)
 
+    if clean_text:
+        from models.io import model_input
+
+        sent = [(model_input(t), l) for t, l in sent]
+        top = [(model_input(t), l) for t, l in top]
+
     def sentiment(rows):
-        return [Example(sent[i][0], sentiment=s_id[sent[i][1]]) for i in rows]
+        return [Example(sent[i][0], sentiment=s_id[sent[i][1]]) for i in rows if sent[i][0]]
 
     def topic(rows):
-        return [Example(top[i][0], topic=t_id[top[i][1]]) for i in rows]
+        return [Example(top[i][0], topic=t_id[top[i][1]]) for i in rows if top[i][0]]
 
     return Splits(labels=maps, train=sentiment(s_tr) + topic(t_tr),
                   dev_sentiment=sentiment(s_dev), dev_topic=topic(t_dev),
@@ -134,12 +145,12 @@ def load_splits(data_dir: Path, dev_fraction: float = DEV_FRACTION, seed: int = 
 
 
 def artifact_split_config(artifact_dir: Path) -> dict:
-    """The ``dev_fraction``, ``test_fraction`` and ``seed`` an artifact was trained with
-    (``training.json``); an artifact older than that file was split with ``load_splits``' defaults."""
+    """The ``dev_fraction``, ``test_fraction``, ``seed`` and ``clean_text`` an artifact was trained
+    with (``training.json``); an artifact older than a setting used ``load_splits``' default for it."""
     p = Path(artifact_dir) / "training.json"
     cfg = json.loads(p.read_text()).get("config", {}) if p.is_file() else {}
     return {"dev_fraction": cfg.get("dev_fraction", DEV_FRACTION), "test_fraction": cfg.get("test_fraction", 0.0),
-            "seed": cfg.get("seed", SPLIT_SEED)}
+            "seed": cfg.get("seed", SPLIT_SEED), "clean_text": cfg.get("clean_text", False)}
 
 
 def artifact_splits(data_dir: Path, artifact_dir: Path) -> Splits:

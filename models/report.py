@@ -54,7 +54,7 @@ def promotion_check(new: dict, old_dir: Path, tol: float = INT8_TOLERANCE) -> tu
     if not p.is_file():
         return True, f"nothing at {old_dir} to compare with"
     old = json.loads(p.read_text())
-    same_rows = ("dev_fraction", "test_fraction", "seed", "dev_rows")
+    same_rows = ("dev_fraction", "test_fraction", "seed", "clean_text", "dev_rows")
     if any(new["split"].get(k) != old.get("split", {}).get(k) for k in same_rows):
         return True, f"{old.get('version')} was trained on another split, so dev accuracies are not comparable"
     a, b = cpu_dev_summary(new), cpu_dev_summary(old)

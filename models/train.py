@@ -38,6 +38,7 @@ class TrainConfig:
     train_max_length: int = 96
     dev_fraction: float = DEV_FRACTION
     test_fraction: float = 0.1  # held out for the final report only (models.data)
+    clean_text: bool = True  # train and measure on texts cleaned as they are served (models.data.load_splits)
     evals_per_epoch: int = 2
     patience: int = 2
     max_steps: int = 0  # >0: stop after this many steps (timing runs, smoke tests)
@@ -79,7 +80,7 @@ def train(data_dir: Path, out_dir: Path, version: str, cfg: TrainConfig, command
     t_start = time.time()
     torch.set_num_threads(cfg.threads)
     set_seed(cfg.seed)
-    splits = load_splits(data_dir, cfg.dev_fraction, cfg.seed, cfg.test_fraction)
+    splits = load_splits(data_dir, cfg.dev_fraction, cfg.seed, cfg.test_fraction, cfg.clean_text)
     train_rows = splits.train
     if cfg.limit_train:
         train_rows = random.Random(cfg.seed).sample(train_rows, min(cfg.limit_train, len(train_rows)))

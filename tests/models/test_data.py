@@ -137,3 +137,25 @@ def test_load_splits_holds_out_test_rows_of_both_tasks(tmp_path):
     held_out = texts(sp.test_sentiment + sp.test_topic)
     assert not held_out & texts(sp.train) and not held_out & texts(sp.dev_sentiment + sp.dev_topic)
     assert len(sp.train) == 100 - 12 - 8 - 6 - 4
+
+
+def test_with_clean_text_the_same_rows_hold_the_texts_the_worker_would_classify(tmp_path):
+    from models.io import model_input
+
+    url = "https://t.co/AbCdEf1234"
+    (tmp_path / "sentiment_train.csv").write_text(
+        "text,label\n" + "".join(f"s{i} &amp; down {url},{['negative', 'neutral', 'positive'][i % 3]}\n"
+                                 for i in range(29)) + f"{url},neutral\n")
+    (tmp_path / "topic_train.csv").write_text("text,label\n" + "".join(f"<b>t{i}</b> {url},T{i % 2}\n" for i in range(40)))
+    raw = load_splits(tmp_path, 0.2, seed=3, test_fraction=0.2)
+    clean = load_splits(tmp_path, 0.2, seed=3, test_fraction=0.2, clean_text=True)
+    for part in ("train", "dev_sentiment", "dev_topic", "test_sentiment", "test_topic"):
+        # a text that is only a URL is dropped, as the worker dead-letters it; every other row stays
+        kept = [e for e in getattr(raw, part) if model_input(e.text)]
+        assert [(model_input(e.text), e.sentiment, e.topic) for e in kept] == \
+               [(e.text, e.sentiment, e.topic) for e in getattr(clean, part)]
+    assert all("http" not in e.text and "<b>" not in e.text for e in clean.train)
+    def sentiment_rows(sp):
+        return sum(e.sentiment >= 0 for e in sp.train) + len(sp.dev_sentiment) + len(sp.test_sentiment)
+
+    assert (sentiment_rows(raw), sentiment_rows(clean)) == (30, 29)
