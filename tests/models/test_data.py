@@ -155,6 +155,7 @@ def test_with_clean_text_the_same_rows_hold_the_texts_the_worker_would_classify(
         assert [(model_input(e.text), e.sentiment, e.topic) for e in kept] == \
                [(e.text, e.sentiment, e.topic) for e in getattr(clean, part)]
     assert all("http" not in e.text and "<b>" not in e.text for e in clean.train)
+
     def sentiment_rows(sp):
         return sum(e.sentiment >= 0 for e in sp.train) + len(sp.dev_sentiment) + len(sp.test_sentiment)
 
