@@ -129,20 +129,21 @@ def build_graphs(ms, paths: dict[str, Path], tmp: Path, calib: Callable[[], list
 
 # Run settings on the shipped int8 graph: (rows per pass, padded tokens per pass, spinning threads,
 # passes side by side on one thread each rather than one pass at a time on all threads).
+SHIPPED_SETTING = "<= 512 tokens per pass, passes side by side"  # models.classifier's CPU defaults
 SETTINGS = {
     "16 rows per pass": (16, None, False, False),
     "<= 1,024 tokens per pass": (64, 1024, False, False),
     "<= 2,048 tokens per pass": (64, 2048, False, False),
     "<= 1,024 tokens per pass, spinning threads": (64, 1024, True, False),
     "<= 1,024 tokens per pass, passes side by side": (64, 1024, False, True),
-    "<= 512 tokens per pass, passes side by side (shipped)": (64, 512, False, True),
+    f"{SHIPPED_SETTING} (shipped)": (64, 512, False, True),
 }
-SETTINGS_SHIPPED = f"{SHIPPED_INT8}, <= 512 tokens per pass, passes side by side"
 
 
 def student_step(ms, artifact: Path, threads: int, log):
     """(step name, classifier) for a student artifact run as the shipped CPU model runs. Its dev
     split must be the reference's, else the accuracy columns would compare different rows."""
+    from models.artifact import read_config
     from models.classifier import Classifier
     from models.data import artifact_split_config
 
@@ -152,8 +153,8 @@ def student_step(ms, artifact: Path, threads: int, log):
                          "would not be comparable")
     sms = ms.model_copy(update={"artifact_dir": Path(artifact)})
     clf = Classifier.from_settings(sms, backend="onnx-int8", threads=threads)
-    layers = json.loads((Path(artifact) / "config.json").read_text()).get("layers") or "all"
-    return f"{layers}-layer student `{clf.model_version}`, {SETTINGS_SHIPPED}", clf
+    layers = read_config(Path(artifact)).get("layers") or "all"
+    return f"{layers}-layer student `{clf.model_version}`, {SHIPPED_INT8}, {SHIPPED_SETTING}", clf
 
 
 # -- measures ---------------------------------------------------------------------------------------

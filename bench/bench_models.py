@@ -99,9 +99,9 @@ def load_texts(data_dir: Path, n: int, seed: int = 0) -> tuple[list[str], str]:
         texts = []
         for f in files:
             with open(f, newline="", encoding="utf-8") as fh:
-                texts += [r["text"] for r in csv.DictReader(fh) if model_input(r["text"]).strip()]
-        sample = [model_input(t) for t in random.Random(seed).sample(texts, n)]
-        return sample, f"{n} random tweets from {data_dir.name}/ (seed {seed}), cleaned as the worker cleans them"
+                cleaned = (model_input(r["text"]) for r in csv.DictReader(fh))
+                texts += [t for t in cleaned if t.strip()]
+        return random.Random(seed).sample(texts, n), f"{n} random tweets from {data_dir.name}/ (seed {seed}), cleaned as the worker cleans them"
     return [FALLBACK_TEXTS[i % len(FALLBACK_TEXTS)] for i in range(n)], f"{n} built-in fallback headlines"
 
 
